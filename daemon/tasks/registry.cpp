@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+// The table of tasks this build can run, and the run context they share.
+#include "tasks/task.hpp"
+
+#include "error.hpp"
+
+namespace keystone {
+
+RunContext::RunContext(const Config &config_, pqxx::connection &conn_, const RunOptions &options_,
+                       const std::atomic<bool> &stop, TimePoint now_)
+    : config(config_), conn(conn_), options(options_), now(now_), m_stop(stop),
+      m_summary(json_object())
+{
+}
+
+void RunContext::check_stop() const
+{
+    if (m_stop.load())
+        throw Interrupted("interrupted: keystoned is stopping");
+}
+
+void RunContext::add_error(const std::string &message)
+{
+    m_errors.push_back(message);
+}
+
+const std::vector<TaskDef> &all_tasks()
+{
+    static const std::vector<TaskDef> tasks = {
+        {"clear_log_records", "apps.logging.tasks.clear_log_records",
+         "delete request, audit and task log records older than their retention", false,
+         run_clear_log_records},
+    };
+    return tasks;
+}
+
+const TaskDef *find_task(const std::string &name)
+{
+    for (const auto &t : all_tasks())
+        if (name == t.short_name || name == t.dotted_name)
+            return &t;
+    return nullptr;
+}
+
+} // namespace keystone
