@@ -69,31 +69,44 @@ void run_clear_log_records(RunContext &ctx) {
                                            cutoff);
                 count = row[0].as<long long>();
             } else {
-                // Rows are picked oldest first through the timestamp index (so batches never
-                // rescan what earlier ones deleted) and addressed by ctid, which saves the
-                // primary-key lookup per row. FOR UPDATE keeps them where they are until commit.
-                const std::string sql = std::string("DELETE FROM ") + type.table +
-                                        " WHERE ctid = ANY (ARRAY (SELECT ctid FROM " + type.table +
-                                        " WHERE \"" + type.column + "\" <= $1::timestamptz" +
-                                        type.extra + " ORDER BY \"" + type.column +
-                                        "\" LIMIT $2 FOR UPDATE SKIP LOCKED))";
+                // Rows are picked oldest first through the timestamp index and addressed by
+                // ctid, which saves the primary-key lookup per row; FOR UPDATE keeps them where
+                // they are until commit. Each batch starts at the newest timestamp the previous
+                // one deleted, so the index scan never wades through the entries of rows
+                // already deleted (they stay in the index until vacuum).
+                const std::string col = std::string("\"") + type.column + "\"";
+                const std::string sql =
+                    std::string("WITH d AS (DELETE FROM ") + type.table +
+                    " WHERE ctid = ANY (ARRAY (SELECT ctid FROM " + type.table + " WHERE " + col +
+                    " >= $3::timestamptz AND " + col + " <= $1::timestamptz" + type.extra +
+                    " ORDER BY " + col + " LIMIT $2 FOR UPDATE SKIP LOCKED)) RETURNING " + col +
+                    ") SELECT count(*), max(" + col + ")::text FROM d";
+                // Prepared once per connection: libpqxx ignores a second prepare() of the same
+                // name with the same text, so later runs on this lane reuse the plan.
+                const std::string statement = std::string("clear_log_records_") + type.table;
+                ctx.conn.prepare(statement, sql);
+                std::string from = "-infinity";
                 for (;;) {
                     ctx.check_stop();
                     auto started = std::chrono::steady_clock::now();
                     pqxx::work tx(ctx.conn);
                     // Never queue for long behind a schema change holding the table.
                     tx.exec0("SET LOCAL lock_timeout = '10s'");
-                    auto res = tx.exec_params(sql, cutoff, batch);
+                    auto res = tx.exec_prepared(statement, cutoff, batch, from);
+                    auto row = res.at(0);
                     tx.commit();
                     double ms = std::chrono::duration<double, std::milli>(
                                     std::chrono::steady_clock::now() - started)
                                     .count();
                     longest_ms = std::max(longest_ms, ms);
                     ++batches;
-                    count += static_cast<long long>(res.affected_rows());
-                    log_debug("clear_log_records: deleted %zu rows from %s in %.1f ms",
-                              res.affected_rows(), type.table, ms);
-                    if (static_cast<std::int64_t>(res.affected_rows()) < batch)
+                    const auto n = row[0].as<long long>();
+                    count += n;
+                    if (!row[1].is_null())
+                        from = row[1].as<std::string>();
+                    log_debug("clear_log_records: deleted %lld rows from %s in %.1f ms", n,
+                              type.table, ms);
+                    if (n < batch)
                         break;
                 }
             }
