@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <cerrno>
+#include <cstdlib>
 #include <cstdint>
 #include <cstdio>
 #include <fcntl.h>
@@ -862,6 +863,13 @@ std::string conninfo_value(const std::string &value) {
 }
 
 } // namespace
+
+std::string config_path(const std::string &option) {
+    if (!option.empty())
+        return option;
+    const char *env = std::getenv("KEYSTONE_CONF");
+    return env && *env ? env : default_config_path;
+}
 
 const char *log_level_name(LogLevel level) {
     switch (level) {

@@ -25,6 +25,10 @@ public:
     explicit ConfigError(const std::string &message) : std::runtime_error(message) {}
 };
 
+// The configuration file to read: `option` (-f) when given, else $KEYSTONE_CONF when set and
+// not empty, else default_config_path.
+std::string config_path(const std::string &option);
+
 // Environment variables by name.
 using Environment = std::map<std::string, std::string>;
 

@@ -427,10 +427,7 @@ int main(int argc, char **argv)
         main_usage(stderr);
         return exit_usage;
     }
-    if (g.config_path.empty()) {
-        const char *env = std::getenv("KEYSTONE_CONF");
-        g.config_path = env && *env ? env : default_config_path;
-    }
+    g.config_path = config_path(g.config_path);
     const std::string cmd = argv[optind];
     int sub_argc = argc - optind;
     char **sub_argv = argv + optind;

@@ -36,25 +36,6 @@ Logger &logger()
     return instance;
 }
 
-const char *level_name(LogLevel level)
-{
-    switch (level) {
-    case LogLevel::error:
-        return "error";
-    case LogLevel::warning:
-        return "warning";
-    case LogLevel::info:
-        return "info";
-    case LogLevel::verbose:
-        return "verbose";
-    case LogLevel::debug:
-        return "debug";
-    case LogLevel::debug2:
-        return "debug2";
-    }
-    return "?";
-}
-
 int syslog_priority(LogLevel level)
 {
     switch (level) {
@@ -78,7 +59,7 @@ void vlog(LogLevel level, const char *fmt, va_list ap)
     if (static_cast<int>(level) > static_cast<int>(lg.level))
         return;
     if (lg.use_syslog) {
-        syslog(syslog_priority(level), "%s: %s", level_name(level), body);
+        syslog(syslog_priority(level), "%s: %s", log_level_name(level), body);
         return;
     }
     if (lg.timestamps) {
@@ -89,9 +70,9 @@ void vlog(LogLevel level, const char *fmt, va_list ap)
         char stamp[40];
         std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
         std::fprintf(stderr, "[%s.%03ldZ] %s: %s: %s\n", stamp, static_cast<long>(tv.tv_usec / 1000),
-                     lg.ident.c_str(), level_name(level), body);
+                     lg.ident.c_str(), log_level_name(level), body);
     } else {
-        std::fprintf(stderr, "%s: %s: %s\n", lg.ident.c_str(), level_name(level), body);
+        std::fprintf(stderr, "%s: %s: %s\n", lg.ident.c_str(), log_level_name(level), body);
     }
 }
 

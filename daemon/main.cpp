@@ -77,10 +77,7 @@ Options parse_args(int argc, char **argv)
         usage(stderr);
         std::exit(2);
     }
-    if (o.config_path.empty()) {
-        const char *env = std::getenv("KEYSTONE_CONF");
-        o.config_path = env && *env ? env : default_config_path;
-    }
+    o.config_path = config_path(o.config_path);
     return o;
 }
 
