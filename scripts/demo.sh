@@ -33,8 +33,8 @@ if [ "${KS_KEEP:-0}" = 1 ]; then ks_cleanups=(); fi
 step "Starting a private PostgreSQL on 127.0.0.1"
 ks_pg_start
 echo "PostgreSQL $(ks_sql 'SHOW server_version') on 127.0.0.1:$PGPORT, data in $KS_PGDIR"
-ks_write_conf "LOG_REQ_RETENTION_SEC=604800" "LOG_AUD_RETENTION_SEC=604800" "LOG_TSK_RETENTION_SEC=2592000" \
-    "KEYSTONED_WORKER=$(hostname)"
+KS_WORKER=$(hostname) ks_write_conf "LOG_REQ_RETENTION_SEC=604800" "LOG_AUD_RETENTION_SEC=604800" \
+    "LOG_TSK_RETENTION_SEC=2592000"
 echo "configuration: $KEYSTONE_CONF"
 sed 's/^/    /' "$KEYSTONE_CONF"
 

@@ -79,7 +79,7 @@ ks_write_conf() {
         echo "DB_PORT=$KS_PGPORT"
         echo "DB_NAME=keystone"
         echo "DB_USER=postgres"
-        echo "KEYSTONED_WORKER=test-worker"
+        echo "KEYSTONED_WORKER=${KS_WORKER:-test-worker}"
         local l
         for l in "$@"; do echo "$l"; done
     } >"$KS_TMP/keystoned.conf"
