@@ -111,6 +111,15 @@ struct Config {
     int db_connect_timeout = 10;         // KEYSTONED_DB_CONNECT_TIMEOUT, 1..300 s
     int stop_timeout = 10;               // KEYSTONED_STOP_TIMEOUT, 1..600 s
     int cleanup_batch_size = 5000;       // KEYSTONED_CLEANUP_BATCH_SIZE, 1..1000000 rows
+    // KEYSTONED_LDAP_CA_FILE: CA certificates for the LDAP server's certificate; empty: libldap's
+    // default (TLS_CACERT of ldap.conf, else the system's trust store).
+    std::string ldap_ca_file;
+    int ldap_page_size = 500;            // KEYSTONED_LDAP_PAGE_SIZE, entries per page
+    // The LDAP sync changes nothing and fails when it would deactivate or delete more than
+    // KEYSTONED_LDAP_MAX_REMOVE users, or more than KEYSTONED_LDAP_MAX_REMOVE_PERCENT per cent of
+    // the LDAP users in the database, unless run with --force.
+    int ldap_max_remove = 100;           // KEYSTONED_LDAP_MAX_REMOVE
+    int ldap_max_remove_percent = 10;    // KEYSTONED_LDAP_MAX_REMOVE_PERCENT, 0..100
 
     // KEYSTONED_SCHEDULE_<TASK>: task short name -> cron expression, "" when the task is off.
     // The expressions are not checked here: the caller parses them (daemon/cron.hpp) and names

@@ -13,6 +13,7 @@
 #include "tasks/task.hpp"
 #include "util.hpp"
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -38,7 +39,7 @@ void main_usage(FILE *out)
                  "Usage: keystonectl [-f FILE] [-v] COMMAND [ARGS]\n"
                  "Operates keystone-slurm (see keystonectl(1)).\n\n"
                  "Commands:\n"
-                 "  run TASK [--cluster NAME] [--dry-run] [--json]\n"
+                 "  run TASK [--cluster NAME] [--dry-run] [--force] [--json]\n"
                  "                      run one task now, in the foreground\n"
                  "  tasks [--since T] [--task NAME] [--limit N] [--json]\n"
                  "                      list recent task records, newest first\n"
@@ -134,16 +135,19 @@ void print_pretty_json(const std::string &text, const char *indent)
 int cmd_run(const Global &g, int argc, char **argv)
 {
     static const char help[] =
-        "Usage: keystonectl run TASK [--cluster NAME] [--dry-run] [--json]\n"
+        "Usage: keystonectl run TASK [--cluster NAME] [--dry-run] [--force] [--json]\n"
         "Runs TASK now in the foreground, records it like a scheduled run, prints its outcome.\n"
         "TASK is a short name (clear_log_records) or Keystone's dotted name.\n\n"
         "  --cluster NAME  per-cluster tasks: only this cluster\n"
         "  --dry-run       report what the run would change; change nothing, record nothing\n"
+        "  --force         apply a run a safety guard stops (ldap_update_users: mass removal,\n"
+        "                  empty directory)\n"
         "  --json          print the outcome as one JSON object\n\n"
         "Exit status: 0 SUCCESS, 1 FAILURE, 2 usage error, 75 another run of TASK is in "
         "progress.\n";
     static const struct option longopts[] = {{"cluster", required_argument, nullptr, 'c'},
                                              {"dry-run", no_argument, nullptr, 'n'},
+                                             {"force", no_argument, nullptr, 'F'},
                                              {"json", no_argument, nullptr, 'j'},
                                              {"help", no_argument, nullptr, 'h'},
                                              {nullptr, 0, nullptr, 0}};
@@ -154,6 +158,8 @@ int cmd_run(const Global &g, int argc, char **argv)
             options.cluster = arg;
         else if (ch == 'n')
             options.dry_run = true;
+        else if (ch == 'F')
+            options.force = true;
         else if (ch == 'j')
             as_json = true;
     });
@@ -397,6 +403,9 @@ int cmd_db(const Global &g, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    // A peer that goes away (slapd, PostgreSQL) must be an error from the library, not a
+    // SIGPIPE that kills the process in the middle of a run.
+    std::signal(SIGPIPE, SIG_IGN);
     Global g;
     static const struct option longopts[] = {{"config", required_argument, nullptr, 'f'},
                                              {"verbose", no_argument, nullptr, 'v'},

@@ -10,6 +10,8 @@ packages=(
     libpqxx-dev libjansson-dev libldap-dev libcurl4-openssl-dev libmunge-dev libslurm-dev check
     # tests and demo: a private PostgreSQL, psql, Python for reading JSON in tests
     postgresql postgresql-client python3 procps
+    # LDAP tests: a private slapd with its own CA
+    slapd ldap-utils openssl
 )
 
 missing=()
@@ -27,6 +29,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "install-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# slapd: no default database and no admin password prompt; the tests configure their own.
+echo 'slapd slapd/no_configuration boolean true' | debconf-set-selections
 # Keep package scripts from starting services (PostgreSQL's default cluster) on this host;
 # only add such a policy if the machine has none, and remove only our own.
 policy_added=no

@@ -27,6 +27,9 @@ void RunContext::add_error(const std::string &message)
 const std::vector<TaskDef> &all_tasks()
 {
     static const std::vector<TaskDef> tasks = {
+        {"ldap_update_users", "apps.users.tasks.ldap_update_users",
+         "create, update and deactivate users from the LDAP directory", false,
+         run_ldap_update_users},
         {"clear_log_records", "apps.logging.tasks.clear_log_records",
          "delete request, audit and task log records older than their retention", false,
          run_clear_log_records},

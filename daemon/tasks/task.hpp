@@ -17,6 +17,7 @@ struct RunOptions {
     bool dry_run = false;                // report what would change, change nothing
     std::optional<std::string> cluster;  // per-cluster tasks: only this cluster
     bool scheduled = false;              // started by the scheduler (sets periodic_task_name)
+    bool force = false;                  // apply a run a safety guard would stop (--force)
 };
 
 // Everything one run of a task may use. A task reads the clock only through `now`, so a run has
@@ -65,5 +66,6 @@ const TaskDef *find_task(const std::string &name);
 
 // The tasks (one function per file under tasks/).
 void run_clear_log_records(RunContext &ctx);
+void run_ldap_update_users(RunContext &ctx);
 
 } // namespace keystone

@@ -70,6 +70,16 @@ check_match() {
     fi
 }
 
+# A TCP port on 127.0.0.1 that nothing listens on (racy by nature: callers retry on failure).
+ks_free_port() {
+    local p
+    for _ in $(seq 1 50); do
+        p=$((20000 + RANDOM % 20000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+    done
+    return 1
+}
+
 # Waits up to $1 seconds for "$2..." to succeed.
 ks_wait_for() {
     local limit=$1; shift

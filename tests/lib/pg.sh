@@ -17,15 +17,6 @@ ks_pg_as() {
     if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-ks_free_port() {
-    local p
-    for _ in $(seq 1 50); do
-        p=$((20000 + RANDOM % 20000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
-    done
-    return 1
-}
-
 # ks_pg_start: creates and starts the instance, and a database "keystone".
 ks_pg_start() {
     KS_PGBIN=$(ks_pg_bin) || ks_missing_service "PostgreSQL server (initdb) not installed: apt-get install postgresql"
