@@ -37,9 +37,6 @@ struct BerDeleter {
     void operator()(BerElement *b) const noexcept { ber_free(b, 0); }
 };
 
-struct ValuesDeleter {
-    void operator()(berval **v) const noexcept { ldap_value_free_len(v); }
-};
 
 std::string lower(std::string s)
 {
@@ -168,7 +165,7 @@ void Directory::connect_one(const std::string &uri)
 
 size_t Directory::search(const std::string &base, const std::string &filter,
                          const std::vector<std::string> &attributes,
-                         const std::function<void(DirectoryEntry &&)> &on_entry)
+                         const std::function<void(DirectoryEntry &)> &on_entry)
 {
     std::vector<char *> attrs;
     for (const auto &a : attributes)
@@ -190,6 +187,8 @@ size_t Directory::search(const std::string &base, const std::string &filter,
     berval &cookie = cookie_holder.value;
     size_t seen = 0;
     unsigned pages = 0;
+    DirectoryEntry entry;
+    std::string key;
     for (;;) {
         LDAPControl *page_raw = nullptr;
         int rc = ldap_create_page_control(m_ld, static_cast<ber_int_t>(m_options.page_size),
@@ -199,48 +198,77 @@ size_t Directory::search(const std::string &base, const std::string &filter,
         ControlPtr page(page_raw);
         LDAPControl *server_controls[] = {page.get(), nullptr};
         struct timeval tv = {m_options.timeout_sec, 0};
-        LDAPMessage *res_raw = nullptr;
-        rc = ldap_search_ext_s(m_ld, base.c_str(), LDAP_SCOPE_SUBTREE, filter.c_str(),
-                               attrs.data(), 0, server_controls, nullptr, &tv, LDAP_NO_LIMIT,
-                               &res_raw);
-        MessagePtr res(res_raw);
+        int msgid = 0;
+        rc = ldap_search_ext(m_ld, base.c_str(), LDAP_SCOPE_SUBTREE, filter.c_str(), attrs.data(),
+                             0, server_controls, nullptr, &tv, LDAP_NO_LIMIT, &msgid);
         if (rc != LDAP_SUCCESS)
             fail(m_ld, where + " failed after " + std::to_string(seen) + " entries", rc);
         ++pages;
 
-        for (LDAPMessage *m = ldap_first_message(m_ld, res.get()); m;
-             m = ldap_next_message(m_ld, m)) {
-            if (ldap_msgtype(m) != LDAP_RES_SEARCH_ENTRY)
-                continue; // references are not followed, results are read below
-            DirectoryEntry entry;
-            std::unique_ptr<char, MemDeleter> dn(ldap_get_dn(m_ld, m));
-            if (!dn || !*dn)
-                continue;
-            entry.dn = dn.get();
-            BerElement *ber_raw = nullptr;
-            for (char *a = ldap_first_attribute(m_ld, m, &ber_raw); a;
-                 a = ldap_next_attribute(m_ld, m, ber_raw)) {
-                std::unique_ptr<char, MemDeleter> name(a);
-                std::unique_ptr<berval *, ValuesDeleter> values(ldap_get_values_len(m_ld, m, a));
-                auto &out = entry.attrs[lower(a)];
-                if (values)
-                    for (berval **v = values.get(); *v; ++v)
-                        out.emplace_back((*v)->bv_val, (*v)->bv_len);
+        // Entries are taken one message at a time as they arrive, so parsing them overlaps with
+        // the server still sending the rest of the page.
+        MessagePtr done;
+        while (!done) {
+            LDAPMessage *msg_raw = nullptr;
+            struct timeval wait = {m_options.timeout_sec, 0};
+            rc = ldap_result(m_ld, msgid, LDAP_MSG_ONE, &wait, &msg_raw);
+            MessagePtr msg(msg_raw);
+            if (rc == 0)
+                throw DirectoryError(where + ": no answer within AUTH_LDAP_TIMEOUT=" +
+                                         std::to_string(m_options.timeout_sec) + " s after " +
+                                         std::to_string(seen) + " entries",
+                                     LDAP_TIMEOUT);
+            if (rc < 0) {
+                int err = LDAP_OTHER;
+                ldap_get_option(m_ld, LDAP_OPT_RESULT_CODE, &err);
+                fail(m_ld, where + " failed after " + std::to_string(seen) + " entries", err);
             }
+            if (rc == LDAP_RES_SEARCH_RESULT) {
+                done = std::move(msg);
+                break;
+            }
+            if (rc != LDAP_RES_SEARCH_ENTRY)
+                continue; // references are not followed
+            // ldap_get_dn_ber/ldap_get_attribute_ber read the entry in place: no copy of the DN or
+            // of the attribute names, one array of values per attribute.
+            LDAPMessage *m = msg.get();
+            BerElement *ber_raw = nullptr;
+            berval dn = {0, nullptr};
+            rc = ldap_get_dn_ber(m_ld, m, &ber_raw, &dn);
             std::unique_ptr<BerElement, BerDeleter> ber(ber_raw);
+            if (rc != LDAP_SUCCESS || dn.bv_len == 0)
+                continue;
+            // One entry object serves the whole search: its map keeps the attribute names and
+            // its vectors their capacity from one entry to the next, so reading an entry
+            // allocates only for the values the callback keeps.
+            for (auto &kv : entry.attrs)
+                kv.second.clear();
+            entry.dn.assign(dn.bv_val, dn.bv_len);
+            for (;;) {
+                berval name = {0, nullptr};
+                berval *values_raw = nullptr;
+                rc = ldap_get_attribute_ber(m_ld, m, ber.get(), &name, &values_raw);
+                std::unique_ptr<berval, MemDeleter> values(values_raw);
+                if (rc != LDAP_SUCCESS || name.bv_val == nullptr)
+                    break;
+                key.assign(name.bv_val, name.bv_len);
+                for (auto &ch : key)
+                    ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+                auto slot = entry.attrs.find(key);
+                if (slot == entry.attrs.end())
+                    slot = entry.attrs.emplace(key, std::vector<std::string>()).first;
+                for (berval *v = values.get(); v && v->bv_val; ++v)
+                    slot->second.emplace_back(v->bv_val, v->bv_len);
+            }
             ++seen;
-            on_entry(std::move(entry));
+            on_entry(entry);
         }
 
         int result_code = 0;
         char *matched = nullptr, *text = nullptr;
         LDAPControl **ctrls_raw = nullptr;
-        LDAPMessage *done = ldap_first_message(m_ld, res.get());
-        while (done && ldap_msgtype(done) != LDAP_RES_SEARCH_RESULT)
-            done = ldap_next_message(m_ld, done);
-        if (!done)
-            throw DirectoryError(where + ": no search result message", LDAP_PROTOCOL_ERROR);
-        rc = ldap_parse_result(m_ld, done, &result_code, &matched, &text, nullptr, &ctrls_raw, 0);
+        rc = ldap_parse_result(m_ld, done.get(), &result_code, &matched, &text, nullptr,
+                               &ctrls_raw, 0);
         std::unique_ptr<char, MemDeleter> matched_owner(matched), text_owner(text);
         ControlsPtr ctrls(ctrls_raw);
         if (rc != LDAP_SUCCESS)

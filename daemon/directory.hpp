@@ -60,12 +60,14 @@ public:
     const std::string &uri() const { return m_uri; }
 
     // Subtree search of `base` with `filter`, asking for `attributes`, page by page; calls
-    // `on_entry` for every entry (referrals are skipped). Throws DirectoryError on any failure,
+    // `on_entry` for every entry (referrals are skipped). The entry passed is reused for the next
+    // one: the callback may move values out of it but must not keep a reference. An attribute
+    // the entry lacks may be present with no values. Throws DirectoryError on any failure,
     // including a size or time limit: a partial result is never passed off as complete.
     // Returns the number of entries seen.
     size_t search(const std::string &base, const std::string &filter,
                   const std::vector<std::string> &attributes,
-                  const std::function<void(DirectoryEntry &&)> &on_entry);
+                  const std::function<void(DirectoryEntry &)> &on_entry);
 
 private:
     void connect_one(const std::string &uri);

@@ -56,6 +56,44 @@ size_t utf8_sequence(const std::string &s, size_t i)
 
 } // namespace
 
+namespace {
+
+size_t field_slot(const std::string &name)
+{
+    for (size_t i = 0; i < user_field_names.size(); ++i)
+        if (name == user_field_names[i])
+            return i;
+    throw std::out_of_range("not a users_user field the sync fills: " + name);
+}
+
+} // namespace
+
+std::optional<std::string> &UserFields::operator[](const std::string &name)
+{
+    return values[field_slot(name)];
+}
+
+const std::optional<std::string> &UserFields::get(const std::string &name) const
+{
+    return values[field_slot(name)];
+}
+
+const std::string &UserFields::at(const std::string &name) const
+{
+    const auto &v = get(name);
+    if (!v)
+        throw std::out_of_range("field not set: " + name);
+    return *v;
+}
+
+bool UserFields::empty() const
+{
+    for (const auto &v : values)
+        if (v)
+            return false;
+    return true;
+}
+
 const std::map<std::string, size_t> &user_field_lengths()
 {
     static const std::map<std::string, size_t> lengths = {
@@ -67,6 +105,15 @@ const std::map<std::string, size_t> &user_field_lengths()
 
 bool valid_utf8(const std::string &s)
 {
+    // Most directory values are plain ASCII: check that first, byte by byte, without decoding.
+    bool ascii = true;
+    for (unsigned char c : s)
+        if (c == 0 || c >= 0x80) {
+            ascii = false;
+            break;
+        }
+    if (ascii)
+        return true;
     for (size_t i = 0; i < s.size();) {
         size_t n = utf8_sequence(s, i);
         if (n == 0)
@@ -95,19 +142,19 @@ EntryParser::EntryParser(const std::map<std::string, std::string> &attr_map)
     m_username_attr = lower(it == attr_map.end() ? "uid" : it->second);
     for (const auto &[field, attr] : attr_map)
         if (field != "username")
-            m_field_attr[field] = lower(attr);
+            m_field_attr.emplace_back(field_slot(field), lower(attr));
 }
 
 std::vector<std::string> EntryParser::attributes() const
 {
     std::vector<std::string> out = {m_username_attr};
-    for (const auto &[field, attr] : m_field_attr)
-        if (std::find(out.begin(), out.end(), attr) == out.end())
-            out.push_back(attr);
+    for (const auto &slot_attr : m_field_attr)
+        if (std::find(out.begin(), out.end(), slot_attr.second) == out.end())
+            out.push_back(slot_attr.second);
     return out;
 }
 
-void EntryParser::add(DirectoryEntry &&entry)
+void EntryParser::add(DirectoryEntry &entry)
 {
     ++m_entries;
     auto it = entry.attrs.find(m_username_attr);
@@ -117,7 +164,7 @@ void EntryParser::add(DirectoryEntry &&entry)
         ++m_skipped;
         return;
     }
-    const std::string &name = it->second.front();
+    std::string &name = it->second.front();
     if (!valid_utf8(name)) {
         m_warnings.push_back("ldap: skipped \"" + entry.dn + "\": its " + m_username_attr +
                              " is not valid UTF-8");
@@ -130,7 +177,6 @@ void EntryParser::add(DirectoryEntry &&entry)
         ++m_skipped;
         return;
     }
-    m_seen.insert(name);
     if (++m_count[name] > 1) {
         m_warnings.push_back("ldap: skipped \"" + entry.dn + "\": user name \"" + name +
                              "\" occurs more than once in the directory");
@@ -138,24 +184,29 @@ void EntryParser::add(DirectoryEntry &&entry)
         return;
     }
     LdapUser user;
-    user.username = name;
-    user.dn = entry.dn;
-    for (const auto &[field, attr] : m_field_attr) {
+    user.username = std::move(name);
+    user.dn = std::move(entry.dn);
+    for (const auto &[slot, attr] : m_field_attr) {
+        const std::string field = user_field_names[slot];
         auto a = entry.attrs.find(attr);
         if (a == entry.attrs.end() || a->second.empty() || a->second.front().empty())
             continue;
-        const std::string &value = a->second.front();
+        std::string &value = a->second.front();
         if (!valid_utf8(value)) {
-            m_warnings.push_back("ldap: \"" + entry.dn + "\": " + attr +
+            m_warnings.push_back("ldap: \"" + user.dn + "\": " + attr +
                                  " is not valid UTF-8: " + field + " left as it is");
             continue;
         }
         const size_t limit = user_field_lengths().at(field);
-        std::string cut = truncate_utf8(value, limit);
-        if (cut.size() != value.size())
-            m_warnings.push_back("ldap: \"" + entry.dn + "\": " + attr + " cut to " +
-                                 std::to_string(limit) + " characters for " + field);
-        user.fields[field] = std::move(cut);
+        // A value of at most `limit` bytes has at most `limit` characters: no second pass.
+        if (value.size() > limit) {
+            std::string cut = truncate_utf8(value, limit);
+            if (cut.size() != value.size())
+                m_warnings.push_back("ldap: \"" + user.dn + "\": " + attr + " cut to " +
+                                     std::to_string(limit) + " characters for " + field);
+            value = std::move(cut);
+        }
+        user.fields.values[slot] = std::move(value);
     }
     m_users.push_back(std::move(user));
 }
@@ -204,10 +255,10 @@ SyncPlan make_plan(const EntryParser &directory, const std::vector<DbUser> &db, 
         up.id = u.id;
         up.username = u.username;
         up.take_over = !u.is_ldap_user;
-        for (const auto &[field, value] : entry.fields) {
-            auto f = u.fields.find(field);
-            if (f == u.fields.end() || !f->second || *f->second != value)
-                up.set[field] = value;
+        for (size_t i = 0; i < user_field_names.size(); ++i) {
+            const auto &value = entry.fields.values[i];
+            if (value && u.fields.values[i] != value)
+                up.set.values[i] = value;
         }
         if (!u.is_active) {
             if (u.deactivated_by_sync)
@@ -223,7 +274,7 @@ SyncPlan make_plan(const EntryParser &directory, const std::vector<DbUser> &db, 
             plan.update.push_back(std::move(up));
     }
     for (const auto &u : db) {
-        if (!u.is_ldap_user || directory.seen().count(u.username))
+        if (!u.is_ldap_user || directory.seen(u.username))
             continue;
         if (purge || u.is_active)
             plan.remove.push_back({u.id, u.username});

@@ -5,11 +5,13 @@
 
 #include "directory.hpp"
 
+#include <array>
 #include <cstddef>
 #include <map>
 #include <optional>
-#include <set>
 #include <string>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace keystone {
@@ -22,10 +24,29 @@ bool valid_utf8(const std::string &s);
 // `s` cut to at most `max_chars` characters (code points) of valid UTF-8.
 std::string truncate_utf8(const std::string &s, size_t max_chars);
 
+// The users_user columns the sync may fill, in a fixed order.
+inline constexpr std::array<const char *, 5> user_field_names = {"first_name", "last_name",
+                                                                 "email", "department", "role"};
+
+// Values of those columns, one slot each (nullopt: not set / not in the entry). A fixed array
+// rather than a map: the sync holds one of these per user, for 100,000 users and more.
+struct UserFields {
+    std::array<std::optional<std::string>, user_field_names.size()> values;
+
+    // The slot of a column by name; throws std::out_of_range for a name not in the list.
+    std::optional<std::string> &operator[](const std::string &name);
+    const std::optional<std::string> &get(const std::string &name) const;
+    bool has(const std::string &name) const { return get(name).has_value(); }
+    size_t count(const std::string &name) const { return has(name) ? 1 : 0; }
+    // The value; throws std::out_of_range when the slot is empty.
+    const std::string &at(const std::string &name) const;
+    bool empty() const;
+};
+
 struct LdapUser {
     std::string username;
     std::string dn;
-    std::map<std::string, std::string> fields; // only the mapped attributes this entry has
+    UserFields fields; // only the mapped attributes this entry has
 };
 
 // Turns directory entries into users, one at a time (the search streams them). Entries without
@@ -42,23 +63,24 @@ public:
     // The attributes to ask the server for.
     std::vector<std::string> attributes() const;
 
-    void add(DirectoryEntry &&entry);
+    // Takes the entry's strings over (moves them out).
+    void add(DirectoryEntry &entry);
+    void add(DirectoryEntry &&entry) { add(entry); }
     // Ends the stream: drops duplicated user names. Call once, before users().
     void finish();
 
     const std::vector<LdapUser> &users() const { return m_users; }
     // Every user name the directory has (duplicates included): such users are never removed.
-    const std::set<std::string> &seen() const { return m_seen; }
+    bool seen(const std::string &username) const { return m_count.count(username) > 0; }
     const std::vector<std::string> &warnings() const { return m_warnings; }
     size_t entries() const { return m_entries; }
     size_t skipped() const { return m_skipped; }
 
 private:
     std::string m_username_attr;                   // lower case
-    std::map<std::string, std::string> m_field_attr; // field -> lower-case attribute
+    std::vector<std::pair<size_t, std::string>> m_field_attr; // field slot, lower-case attribute
     std::vector<LdapUser> m_users;
-    std::set<std::string> m_seen;
-    std::map<std::string, size_t> m_count;
+    std::unordered_map<std::string, unsigned> m_count;
     std::vector<std::string> m_warnings;
     size_t m_entries = 0;
     size_t m_skipped = 0;
@@ -72,13 +94,13 @@ struct DbUser {
     bool is_ldap_user = false;
     bool local_password = false;       // has a password Django could check: a local account
     bool deactivated_by_sync = false;  // keystone_slurm.ldap_user_state has a row
-    std::map<std::string, std::optional<std::string>> fields;
+    UserFields fields;
 };
 
 struct UserUpdate {
     long long id = 0;
     std::string username;
-    std::map<std::string, std::string> set;  // changed fields only
+    UserFields set;           // changed fields only
     bool take_over = false;   // is_ldap_user false -> true (an account with no local password)
     bool reactivate = false;  // the sync had deactivated it; it is back in the directory
 };

@@ -12,6 +12,7 @@
 #include "user_sync.hpp"
 
 #include <chrono>
+#include <future>
 #include <thread>
 
 namespace keystone {
@@ -39,7 +40,7 @@ void read_directory(RunContext &ctx, EntryParser &parser, json_t *summary)
             Directory dir(opts);
             EntryParser fresh(cfg.ldap_attr_map);
             dir.search(cfg.ldap_user_search, cfg.ldap_user_filter, fresh.attributes(),
-                       [&](DirectoryEntry &&e) { fresh.add(std::move(e)); });
+                       [&](DirectoryEntry &e) { fresh.add(e); });
             fresh.finish();
             parser = std::move(fresh);
             json_object_set_new(summary, "server", json_string(dir.uri().c_str()));
@@ -68,8 +69,6 @@ std::vector<DbUser> read_users(pqxx::connection &conn)
         "       u.first_name, u.last_name, u.email, u.department, u.role "
         "FROM users_user u LEFT JOIN " +
         std::string(own_schema) + ".ldap_user_state s ON s.username = u.username");
-    static const char *const fields[] = {"first_name", "last_name", "email", "department",
-                                         "role"};
     std::vector<DbUser> out;
     out.reserve(rows.size());
     for (const auto &r : rows) {
@@ -80,9 +79,9 @@ std::vector<DbUser> read_users(pqxx::connection &conn)
         u.is_ldap_user = r[3].as<bool>();
         u.local_password = r[4].as<bool>();
         u.deactivated_by_sync = r[5].as<bool>();
-        for (int i = 0; i < 5; ++i)
-            u.fields[fields[i]] =
-                r[6 + i].is_null() ? std::nullopt : std::optional<std::string>(r[6 + i].c_str());
+        for (size_t i = 0; i < user_field_names.size(); ++i)
+            if (!r[static_cast<int>(6 + i)].is_null())
+                u.fields.values[i] = r[static_cast<int>(6 + i)].c_str();
         out.push_back(std::move(u));
     }
     return out;
@@ -105,11 +104,6 @@ template <typename T, typename F> std::vector<std::string> names_of(const std::v
     return out;
 }
 
-std::optional<std::string> field(const std::map<std::string, std::string> &m, const char *name)
-{
-    auto it = m.find(name);
-    return it == m.end() ? std::nullopt : std::optional<std::string>(it->second);
-}
 
 // Deletes a user and what Keystone (Django) cascades to; returns why it could not, or nullopt.
 std::optional<std::string> delete_user(pqxx::work &tx, const UserRef &u)
@@ -163,15 +157,37 @@ void run_ldap_update_users(RunContext &ctx)
         return;
     }
 
+    using Steady = std::chrono::steady_clock;
+    auto seconds_since = [](Steady::time_point t) {
+        return std::chrono::duration<double>(Steady::now() - t).count();
+    };
+    // The directory is read on a thread of its own while this one reads the users table on the
+    // run's connection: the two waits overlap.
+    auto t0 = Steady::now();
     EntryParser directory(cfg.ldap_attr_map);
-    read_directory(ctx, directory, summary);
+    JsonPtr server_info(json_object());
+    auto reading = std::async(std::launch::async, [&] {
+        read_directory(ctx, directory, server_info.get());
+        log_verbose("ldap_update_users: directory read in %.3f s", seconds_since(t0));
+    });
+    std::vector<DbUser> db;
+    try {
+        db = read_users(ctx.conn);
+        log_verbose("ldap_update_users: %zu users read in %.3f s", db.size(), seconds_since(t0));
+    } catch (...) {
+        reading.wait();
+        throw;
+    }
+    reading.get(); // rethrows a directory failure: nothing has been changed yet
+    json_object_update(summary, server_info.get());
     for (const auto &w : directory.warnings())
         log_warning("%s", w.c_str());
     ctx.check_stop();
 
-    const std::vector<DbUser> db = read_users(ctx.conn);
     const bool purge = cfg.ldap_purge_removed;
+    t0 = Steady::now();
     SyncPlan plan = make_plan(directory, db, purge);
+    log_verbose("ldap_update_users: planned in %.3f s", seconds_since(t0));
     const bool all = ctx.options.dry_run;
 
     json_object_set_new(summary, "entries", json_integer(directory.entries()));
@@ -201,7 +217,9 @@ void run_ldap_update_users(RunContext &ctx)
 
     std::vector<std::string> removed, delete_refused;
     size_t created = 0;
-    if (!ctx.options.dry_run && !guard) {
+    const bool work_to_do = !plan.create.empty() || !plan.update.empty() ||
+                            !plan.remove.empty() || !plan.clear_state.empty();
+    if (!ctx.options.dry_run && !guard && work_to_do) {
         pqxx::work tx(ctx.conn);
         // Keystone's foreign keys are deferred: check them per statement, so a user who cannot
         // be deleted is caught at its own DELETE.
@@ -212,12 +230,12 @@ void run_ldap_update_users(RunContext &ctx)
                 "first_name, last_name, email, department, role, is_active, is_staff, "
                 "is_ldap_user, date_joined) "
                 "VALUES ('', NULL, false, $1, $2, $3, $4, $5, $6, true, false, true, now())",
-                u.username, field(u.fields, "first_name"), field(u.fields, "last_name"),
-                field(u.fields, "email"), field(u.fields, "department"), field(u.fields, "role"));
+                u.username, u.fields.get("first_name"), u.fields.get("last_name"),
+                u.fields.get("email"), u.fields.get("department"), u.fields.get("role"));
             ++created;
         }
         for (const auto &u : plan.update) {
-            auto has = [&](const char *f) { return u.set.count(f) > 0; };
+            auto has = [&](const char *f) { return u.set.has(f); };
             tx.exec_params0(
                 "UPDATE users_user SET is_ldap_user = true, "
                 "first_name = CASE WHEN $2 THEN $3 ELSE first_name END, "
@@ -226,9 +244,9 @@ void run_ldap_update_users(RunContext &ctx)
                 "department = CASE WHEN $8 THEN $9 ELSE department END, "
                 "role = CASE WHEN $10 THEN $11 ELSE role END, "
                 "is_active = is_active OR $12 WHERE id = $1",
-                u.id, has("first_name"), field(u.set, "first_name"), has("last_name"),
-                field(u.set, "last_name"), has("email"), field(u.set, "email"), has("department"),
-                field(u.set, "department"), has("role"), field(u.set, "role"), u.reactivate);
+                u.id, has("first_name"), u.set.get("first_name"), has("last_name"),
+                u.set.get("last_name"), has("email"), u.set.get("email"), has("department"),
+                u.set.get("department"), has("role"), u.set.get("role"), u.reactivate);
             if (u.reactivate)
                 tx.exec_params0(std::string("DELETE FROM ") + own_schema +
                                     ".ldap_user_state WHERE username = $1",

@@ -78,7 +78,7 @@ START_TEST(test_parser_hostile_entries)
     ck_assert_int_eq(p.entries(), 7);
     ck_assert_int_eq(p.users().size(), 2);
     ck_assert_int_eq(p.skipped(), 5); // nouid, bad, long, both dups
-    ck_assert(p.seen().count("dup"));   // a duplicated name is never treated as removed
+    ck_assert(p.seen("dup"));   // a duplicated name is never treated as removed
     const LdapUser &ok = p.users()[0];
     ck_assert_str_eq(ok.username.c_str(), "ok");
     ck_assert_str_eq(ok.fields.at("first_name").c_str(), "O'Brien\"); DROP TABLE users_user; --");
