@@ -319,7 +319,7 @@ void run_ldap_update_users(RunContext &ctx)
                     "password): left alone",
                     name.c_str());
     if (guard)
-        throw Error("ldap_update_users: safety guard: " + *guard);
+        throw Error("safety guard: " + *guard);
     log_info("ldap_update_users: %zu entries from %s: %s %zu, %s %zu, %s %zu, %s %zu, %zu "
              "unchanged, %zu skipped",
              directory.entries(), json_string_value(json_object_get(summary, "server")), k_create,
