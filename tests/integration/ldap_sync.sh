@@ -172,6 +172,8 @@ check_match "and the duplicate" "ou=sub.*occurs more than once" "$(cat "$KS_TMP/
 out=$(KEYSTONED_LDAP_CA_FILE=$KS_LDAP_WRONG_CA sync); rc=$?
 check_eq "a server certificate from another CA is refused" "1" "$rc"
 check_match "with libldap's reason" "StartTLS failed.*(Connect error|certificate)" "$(printf '%s' "$out" | jget error)"
+out=$(KEYSTONED_LDAP_CA_FILE=$KS_LDAP_WRONG_CA AUTH_LDAP_REQUIRE_CERT=false sync); rc=$?
+check_eq "AUTH_LDAP_REQUIRE_CERT=false accepts the unverified certificate (TLS still on)" "0" "$rc"
 out=$(AUTH_LDAP_SERVER_URI=$KS_LDAPS_URI sync); rc=$?
 check_eq "ldaps:// works" "0 $KS_LDAPS_URI" "$rc $(printf '%s' "$out" | jget result.server)"
 out=$(AUTH_LDAP_START_TLS=false sync); rc=$?
