@@ -237,8 +237,8 @@ START_TEST(test_known_names) {
           "REDIS_PASSWORD", "SECURE_SECRET_KEY", "KEYSTONED_SCHEDULE_UPDATE_LIMITS",
           "KEYSTONED_CLEANUP_BATCH_SIZE"})
         ck_assert_msg(unique.count(name), "%s is not a known setting", name);
-    // 29 Keystone settings used, the alias, 31 ignored ones, 12 of keystoned's own.
-    ck_assert_int_eq(names.size(), 73);
+    // 29 Keystone settings used, the alias, 31 ignored ones, 16 of keystoned's own.
+    ck_assert_int_eq(names.size(), 77);
     // Every known name is accepted by the file parser (never "unknown setting").
     for (const std::string &name : names) {
         const std::string error = error_of(name + "=x\n");
@@ -471,6 +471,10 @@ const GoodCase good_cases[] = {
     {"KEYSTONED_STOP_TIMEOUT=600", "KEYSTONED_STOP_TIMEOUT", "600"},
     {"KEYSTONED_CLEANUP_BATCH_SIZE=1", "KEYSTONED_CLEANUP_BATCH_SIZE", "1"},
     {"KEYSTONED_CLEANUP_BATCH_SIZE=1000000", "KEYSTONED_CLEANUP_BATCH_SIZE", "1000000"},
+    {"KEYSTONED_LDAP_CA_FILE=/etc/ssl/ca.pem", "KEYSTONED_LDAP_CA_FILE", "/etc/ssl/ca.pem"},
+    {"KEYSTONED_LDAP_PAGE_SIZE=1000", "KEYSTONED_LDAP_PAGE_SIZE", "1000"},
+    {"KEYSTONED_LDAP_MAX_REMOVE=0", "KEYSTONED_LDAP_MAX_REMOVE", "0"},
+    {"KEYSTONED_LDAP_MAX_REMOVE_PERCENT=100", "KEYSTONED_LDAP_MAX_REMOVE_PERCENT", "100"},
     {"KEYSTONED_SCHEDULE_UPDATE_LIMITS=off", "KEYSTONED_SCHEDULE_UPDATE_LIMITS", "off"},
     {"KEYSTONED_SCHEDULE_UPDATE_LIMITS=OFF", "KEYSTONED_SCHEDULE_UPDATE_LIMITS", "off"},
     {"KEYSTONED_SCHEDULE_CLEAR_LOG_RECORDS=30 2 * * *", "KEYSTONED_SCHEDULE_CLEAR_LOG_RECORDS",
@@ -649,6 +653,12 @@ const BadCase bad_cases[] = {
      "KEYSTONED_CLEANUP_BATCH_SIZE: not an integer between 1 and 1000000: '1000001'"},
     {"KEYSTONED_CLEANUP_BATCH_SIZE=5k",
      "KEYSTONED_CLEANUP_BATCH_SIZE: not an integer between 1 and 1000000: '5k'"},
+    {"KEYSTONED_LDAP_PAGE_SIZE=0",
+     "KEYSTONED_LDAP_PAGE_SIZE: not an integer between 1 and 100000: '0'"},
+    {"KEYSTONED_LDAP_MAX_REMOVE_PERCENT=101",
+     "KEYSTONED_LDAP_MAX_REMOVE_PERCENT: not an integer between 0 and 100: '101'"},
+    {"KEYSTONED_LDAP_MAX_REMOVE=-1",
+     "KEYSTONED_LDAP_MAX_REMOVE: not an integer between 0 and 100000000: '-1'"},
     {"KEYSTONED_SCHEDULE_LDAP_UPDATE_USERS=",
      "KEYSTONED_SCHEDULE_LDAP_UPDATE_USERS: empty (write off to disable the task): ''"},
     {"KEYSTONED_SCHEDULE_SLURM_UPDATE_JOB_STATS=\"\"",
@@ -851,7 +861,7 @@ END_TEST
 START_TEST(test_describe_defaults) {
     const std::vector<ConfigLine> lines = keystone::describe(Config());
     // Every setting keystoned uses; no alias; ignored ones only when set.
-    ck_assert_int_eq(lines.size(), 41);
+    ck_assert_int_eq(lines.size(), 45);
     for (const ConfigLine &line : lines) {
         expect_eq(line.origin, "default", line.name);
         ck_assert(!line.ignored);
