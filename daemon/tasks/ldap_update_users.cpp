@@ -216,7 +216,6 @@ void run_ldap_update_users(RunContext &ctx)
     }
 
     std::vector<std::string> removed, delete_refused;
-    size_t created = 0;
     const bool work_to_do = !plan.create.empty() || !plan.update.empty() ||
                             !plan.remove.empty() || !plan.clear_state.empty();
     if (!ctx.options.dry_run && !guard && work_to_do) {
@@ -232,7 +231,6 @@ void run_ldap_update_users(RunContext &ctx)
                 "VALUES ('', NULL, false, $1, $2, $3, $4, $5, $6, true, false, true, now())",
                 u.username, u.fields.get("first_name"), u.fields.get("last_name"),
                 u.fields.get("email"), u.fields.get("department"), u.fields.get("role"));
-            ++created;
         }
         for (const auto &u : plan.update) {
             auto has = [&](const char *f) { return u.set.has(f); };
@@ -325,7 +323,6 @@ void run_ldap_update_users(RunContext &ctx)
              directory.entries(), json_string_value(json_object_get(summary, "server")), k_create,
              plan.create.size(), k_update, updated.size(), k_react, reactivated.size(), k_remove,
              removed.size(), plan.unchanged, directory.skipped());
-    (void)created;
 }
 
 } // namespace keystone
