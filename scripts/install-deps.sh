@@ -12,6 +12,8 @@ packages=(
     postgresql postgresql-client python3 procps
     # LDAP tests: a private slapd with its own CA
     slapd ldap-utils openssl
+    # the plugin: Debian's Slurm source (dpkg-dev unpacks it) and a single-node test cluster
+    dpkg-dev munge mariadb-server slurmctld slurmd slurmdbd slurm-client
 )
 
 missing=()
