@@ -61,6 +61,7 @@ private:
 
 // A library message on one line: libpq ends lines with \n and splits hints over several.
 std::string one_line(const std::string &text);
+inline std::string one_line(const std::exception &e) { return one_line(std::string(e.what())); }
 
 // True for libpqxx errors that mean the connection is gone (the caller should reset and retry).
 bool is_connection_error(const std::exception &e) noexcept;

@@ -28,10 +28,7 @@ std::set<std::string> existing_tables(pqxx::work &tx)
     return out;
 }
 
-std::string sql_error_text(const std::exception &e)
-{
-    return one_line(e.what());
-}
+
 
 } // namespace
 
@@ -84,7 +81,7 @@ MigrateReport migrate(pqxx::connection &c, bool keystone_schema)
             try {
                 tx.exec0(m.sql);
             } catch (const pqxx::sql_error &e) {
-                throw Error(std::string("migrate: ") + m.file + " failed: " + sql_error_text(e));
+                throw Error(std::string("migrate: ") + m.file + " failed: " + one_line(e));
             }
         }
         auto after = existing_tables(tx);
@@ -135,7 +132,7 @@ MigrateReport migrate(pqxx::connection &c, bool keystone_schema)
         try {
             tx.exec0(m.sql);
         } catch (const pqxx::sql_error &e) {
-            throw Error(std::string("migrate: ") + m.file + " failed: " + sql_error_text(e));
+            throw Error(std::string("migrate: ") + m.file + " failed: " + one_line(e));
         }
         tx.exec_params0(std::string("INSERT INTO ") + own_schema +
                             ".schema_version (version, name, applied_at, applied_by) "

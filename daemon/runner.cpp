@@ -12,9 +12,15 @@ namespace {
 
 constexpr int lock_class = 0x4b53; // "KS": the first key of every keystone-slurm advisory lock
 
-std::string one_line(const std::exception &e)
+// Releases the task's advisory lock; if that fails, dropping the connection releases it too.
+void unlock(Database &db, pqxx::connection &conn, int key) noexcept
 {
-    return keystone::one_line(e.what());
+    try {
+        pqxx::nontransaction tx(conn);
+        tx.exec_params("SELECT pg_advisory_unlock($1, $2)", lock_class, key);
+    } catch (...) {
+        db.reset();
+    }
 }
 
 void set_phase(std::atomic<int> *phase, RunPhase p)
@@ -96,14 +102,8 @@ RunOutcome run_task(const TaskDef &task, const Config &config, Database &db,
         log_error("%s", out.error.c_str());
         if (is_connection_error(e))
             db.reset();
-        else if (locked) {
-            try {
-                pqxx::nontransaction tx(*conn);
-                tx.exec_params("SELECT pg_advisory_unlock($1, $2)", lock_class, key);
-            } catch (...) {
-                db.reset(); // dropping the connection releases the lock too
-            }
-        }
+        else if (locked)
+            unlock(db, *conn, key);
         return out;
     }
 
@@ -156,14 +156,8 @@ RunOutcome run_task(const TaskDef &task, const Config &config, Database &db,
                 broken = true;
             }
         }
-        if (locked) {
-            try {
-                pqxx::nontransaction tx(*conn);
-                tx.exec_params("SELECT pg_advisory_unlock($1, $2)", lock_class, key);
-            } catch (...) {
-                db.reset();
-            }
-        }
+        if (locked)
+            unlock(db, *conn, key);
     }
     set_phase(phase, RunPhase::idle);
 

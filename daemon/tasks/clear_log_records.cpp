@@ -34,9 +34,6 @@ const LogType log_types[] = {
      " AND status <> 'STARTED'", &Config::log_tsk_retention_sec},
 };
 
-std::string one_line(const std::exception &e) {
-    return keystone::one_line(e.what());
-}
 
 } // namespace
 

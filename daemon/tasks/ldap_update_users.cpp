@@ -105,6 +105,14 @@ template <typename T, typename F> std::vector<std::string> names_of(const std::v
 }
 
 
+// Drops the sync's record that it deactivated `username` (the user is active again or gone).
+void forget_deactivation(pqxx::work &tx, const std::string &username)
+{
+    tx.exec_params0(std::string("DELETE FROM ") + own_schema +
+                        ".ldap_user_state WHERE username = $1",
+                    username);
+}
+
 // Deletes a user and what Keystone (Django) cascades to; returns why it could not, or nullopt.
 std::optional<std::string> delete_user(pqxx::work &tx, const UserRef &u)
 {
@@ -246,22 +254,16 @@ void run_ldap_update_users(RunContext &ctx)
                 u.set.get("last_name"), has("email"), u.set.get("email"), has("department"),
                 u.set.get("department"), has("role"), u.set.get("role"), u.reactivate);
             if (u.reactivate)
-                tx.exec_params0(std::string("DELETE FROM ") + own_schema +
-                                    ".ldap_user_state WHERE username = $1",
-                                u.username);
+                forget_deactivation(tx, u.username);
         }
         for (const auto &u : plan.clear_state)
-            tx.exec_params0(std::string("DELETE FROM ") + own_schema +
-                                ".ldap_user_state WHERE username = $1",
-                            u.username);
+            forget_deactivation(tx, u.username);
         for (const auto &u : plan.remove) {
             if (purge) {
                 auto why = delete_user(tx, u);
                 if (!why) {
                     removed.push_back(u.username);
-                    tx.exec_params0(std::string("DELETE FROM ") + own_schema +
-                                        ".ldap_user_state WHERE username = $1",
-                                    u.username);
+                    forget_deactivation(tx, u.username);
                     continue;
                 }
                 delete_refused.push_back(u.username + " (" + *why + ")");
