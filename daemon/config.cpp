@@ -484,6 +484,11 @@ template <std::int64_t Config::*field> Setting seconds(const char *name) {
 
 void accept_any(const std::string &) {}
 
+void check_absolute_or_empty(const std::string &v) {
+    if (!v.empty() && v[0] != '/')
+        throw BadValue("not an absolute path");
+}
+
 template <std::string Config::*field, void (*check)(const std::string &) = accept_any>
 Setting text(const char *name) {
     return {name, Kind::string,
@@ -622,6 +627,13 @@ const std::vector<Setting> &settings() {
         integer<&Config::ldap_page_size, 1, 100000>("KEYSTONED_LDAP_PAGE_SIZE"),
         integer<&Config::ldap_max_remove, 0, 100000000>("KEYSTONED_LDAP_MAX_REMOVE"),
         integer<&Config::ldap_max_remove_percent, 0, 100>("KEYSTONED_LDAP_MAX_REMOVE_PERCENT"),
+        text<&Config::spool_dir, check_absolute_or_empty>("KEYSTONED_SPOOL_DIR"),
+        text<&Config::quarantine_dir, check_absolute_or_empty>("KEYSTONED_QUARANTINE_DIR"),
+        integer<&Config::ingest_interval, 1, 3600>("KEYSTONED_INGEST_INTERVAL"),
+        integer<&Config::ingest_max_records, 1, 10000000>("KEYSTONED_INGEST_MAX_RECORDS"),
+        text<&Config::slurm_conf, check_absolute_or_empty>("KEYSTONED_SLURM_CONF"),
+        integer<&Config::jobs_overlap, 0, 2592000>("KEYSTONED_JOBS_OVERLAP"),
+        integer<&Config::jobs_first_window, 60, 31536000>("KEYSTONED_JOBS_FIRST_WINDOW"),
         schedule("KEYSTONED_SCHEDULE_LDAP_UPDATE_USERS"),
         schedule("KEYSTONED_SCHEDULE_CLEAR_LOG_RECORDS"),
         schedule("KEYSTONED_SCHEDULE_UPDATE_LIMITS"),

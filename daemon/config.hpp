@@ -121,6 +121,28 @@ struct Config {
     int ldap_max_remove = 100;           // KEYSTONED_LDAP_MAX_REMOVE
     int ldap_max_remove_percent = 10;    // KEYSTONED_LDAP_MAX_REMOVE_PERCENT, 0..100
 
+    // Job records. KEYSTONED_SPOOL_DIR: the jobcomp/keystone spool folder (slurm.conf's
+    // JobCompLoc) that keystoned ingests; empty: no ingest.
+    std::string spool_dir = "/var/spool/keystone/jobs";
+    // KEYSTONED_QUARANTINE_DIR: where files that cannot be ingested go; empty: SPOOL/quarantine.
+    std::string quarantine_dir;
+    int ingest_interval = 2;          // KEYSTONED_INGEST_INTERVAL, 1..3600 s between spool scans
+    int ingest_max_records = 50000;   // KEYSTONED_INGEST_MAX_RECORDS, 1..10000000 per transaction
+    // KEYSTONED_SLURM_CONF: slurm.conf for the slurmdb API; empty: libslurm's default
+    // ($SLURM_CONF, else the path Slurm was built with).
+    std::string slurm_conf;
+    // The reconciliation reads slurmdbd from its last watermark minus KEYSTONED_JOBS_OVERLAP
+    // seconds (0..2592000); the first run of a cluster reads KEYSTONED_JOBS_FIRST_WINDOW
+    // seconds back (60..31536000).
+    int jobs_overlap = 3600;
+    int jobs_first_window = 86400;
+
+    // The quarantine folder in effect.
+    std::string quarantine_path() const
+    {
+        return quarantine_dir.empty() ? spool_dir + "/quarantine" : quarantine_dir;
+    }
+
     // KEYSTONED_SCHEDULE_<TASK>: task short name -> cron expression, "" when the task is off.
     // The expressions are not checked here: the caller parses them (daemon/cron.hpp) and names
     // origin_text(schedule_setting_name(task)) in its message.

@@ -237,8 +237,8 @@ START_TEST(test_known_names) {
           "REDIS_PASSWORD", "SECURE_SECRET_KEY", "KEYSTONED_SCHEDULE_UPDATE_LIMITS",
           "KEYSTONED_CLEANUP_BATCH_SIZE"})
         ck_assert_msg(unique.count(name), "%s is not a known setting", name);
-    // 29 Keystone settings used, the alias, 31 ignored ones, 16 of keystoned's own.
-    ck_assert_int_eq(names.size(), 77);
+    // 29 Keystone settings used, the alias, 31 ignored ones, 23 of keystoned's own.
+    ck_assert_int_eq(names.size(), 84);
     // Every known name is accepted by the file parser (never "unknown setting").
     for (const std::string &name : names) {
         const std::string error = error_of(name + "=x\n");
@@ -475,6 +475,14 @@ const GoodCase good_cases[] = {
     {"KEYSTONED_LDAP_PAGE_SIZE=1000", "KEYSTONED_LDAP_PAGE_SIZE", "1000"},
     {"KEYSTONED_LDAP_MAX_REMOVE=0", "KEYSTONED_LDAP_MAX_REMOVE", "0"},
     {"KEYSTONED_LDAP_MAX_REMOVE_PERCENT=100", "KEYSTONED_LDAP_MAX_REMOVE_PERCENT", "100"},
+    {"KEYSTONED_SPOOL_DIR=/srv/spool", "KEYSTONED_SPOOL_DIR", "/srv/spool"},
+    {"KEYSTONED_SPOOL_DIR=", "KEYSTONED_SPOOL_DIR", ""},
+    {"KEYSTONED_QUARANTINE_DIR=/srv/q", "KEYSTONED_QUARANTINE_DIR", "/srv/q"},
+    {"KEYSTONED_INGEST_INTERVAL=3600", "KEYSTONED_INGEST_INTERVAL", "3600"},
+    {"KEYSTONED_INGEST_MAX_RECORDS=1", "KEYSTONED_INGEST_MAX_RECORDS", "1"},
+    {"KEYSTONED_SLURM_CONF=/etc/slurm/slurm.conf", "KEYSTONED_SLURM_CONF", "/etc/slurm/slurm.conf"},
+    {"KEYSTONED_JOBS_OVERLAP=0", "KEYSTONED_JOBS_OVERLAP", "0"},
+    {"KEYSTONED_JOBS_FIRST_WINDOW=60", "KEYSTONED_JOBS_FIRST_WINDOW", "60"},
     {"KEYSTONED_SCHEDULE_UPDATE_LIMITS=off", "KEYSTONED_SCHEDULE_UPDATE_LIMITS", "off"},
     {"KEYSTONED_SCHEDULE_UPDATE_LIMITS=OFF", "KEYSTONED_SCHEDULE_UPDATE_LIMITS", "off"},
     {"KEYSTONED_SCHEDULE_CLEAR_LOG_RECORDS=30 2 * * *", "KEYSTONED_SCHEDULE_CLEAR_LOG_RECORDS",
@@ -657,6 +665,13 @@ const BadCase bad_cases[] = {
      "KEYSTONED_LDAP_PAGE_SIZE: not an integer between 1 and 100000: '0'"},
     {"KEYSTONED_LDAP_MAX_REMOVE_PERCENT=101",
      "KEYSTONED_LDAP_MAX_REMOVE_PERCENT: not an integer between 0 and 100: '101'"},
+    {"KEYSTONED_SPOOL_DIR=spool", "KEYSTONED_SPOOL_DIR: not an absolute path: 'spool'"},
+    {"KEYSTONED_SLURM_CONF=slurm.conf",
+     "KEYSTONED_SLURM_CONF: not an absolute path: 'slurm.conf'"},
+    {"KEYSTONED_INGEST_INTERVAL=0",
+     "KEYSTONED_INGEST_INTERVAL: not an integer between 1 and 3600: '0'"},
+    {"KEYSTONED_JOBS_OVERLAP=2592001",
+     "KEYSTONED_JOBS_OVERLAP: not an integer between 0 and 2592000: '2592001'"},
     {"KEYSTONED_LDAP_MAX_REMOVE=-1",
      "KEYSTONED_LDAP_MAX_REMOVE: not an integer between 0 and 100000000: '-1'"},
     {"KEYSTONED_SCHEDULE_LDAP_UPDATE_USERS=",
@@ -861,7 +876,7 @@ END_TEST
 START_TEST(test_describe_defaults) {
     const std::vector<ConfigLine> lines = keystone::describe(Config());
     // Every setting keystoned uses; no alias; ignored ones only when set.
-    ck_assert_int_eq(lines.size(), 45);
+    ck_assert_int_eq(lines.size(), 52);
     for (const ConfigLine &line : lines) {
         expect_eq(line.origin, "default", line.name);
         ck_assert(!line.ignored);
