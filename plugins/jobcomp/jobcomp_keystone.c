@@ -218,7 +218,13 @@ extern int jobcomp_p_log_record(job_record_t *job_ptr)
     else
         rec.time_limit_min = job_ptr->time_limit;
     rec.node_count = job_ptr->node_cnt;
-    rec.cpus = job_ptr->total_cpus;
+    /* As sacct's AllocCPUS: the allocated CPUs, or for a job that never got an allocation
+     * (cancelled while pending) the CPUs it requested. */
+    if ((!job_ptr->tres_alloc_str || !job_ptr->tres_alloc_str[0]) && job_ptr->tres_req_cnt &&
+        job_ptr->tres_req_cnt[TRES_ARRAY_CPU] <= UINT32_MAX - 2)
+        rec.cpus = (uint32_t) job_ptr->tres_req_cnt[TRES_ARRAY_CPU];
+    else
+        rec.cpus = job_ptr->total_cpus;
     rec.priority = job_ptr->priority;
     rec.billing = (job_ptr->billable_tres == (double) NO_VAL) ? -1.0 : job_ptr->billable_tres;
     _set(&rec, KS_STR_NODE_LIST, job_ptr->nodes);
