@@ -485,13 +485,18 @@ int ks_record_from_json(json_t *obj, ks_record *r, char *err, size_t errlen) {
         _msg(err, errlen, "not a JSON object");
         return KS_ERROR;
     }
-    json_object_foreach(obj, key, val) {
-        if (!_known_member(key)) {
-            _msg(err, errlen, "unknown member '%s'", _printable(key, safe, sizeof(safe)));
-            return KS_ERROR;
+    raw = json_object_get(obj, "raw");
+    /* Unknown members: the object has exactly the required members plus "raw" when present
+     * (each is looked up below and a missing one is an error), so a matching size means no
+     * unknown member. Only a mismatch pays for the scan that names the culprit. */
+    if (json_object_size(obj) != NMEMBERS + 1 + (raw != NULL ? 1 : 0)) {
+        json_object_foreach(obj, key, val) {
+            if (!_known_member(key)) {
+                _msg(err, errlen, "unknown member '%s'", _printable(key, safe, sizeof(safe)));
+                return KS_ERROR;
+            }
         }
     }
-    raw = json_object_get(obj, "raw");
     if (raw != NULL) {
         if (!json_is_object(raw)) {
             _msg(err, errlen, "member 'raw': expected object");
