@@ -1,2 +1,895 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-// (being written)
+// Implementation of the spool ingest (see ingest.hpp): record -> JobRow, the pass over the spool
+// folder with its reader thread, quarantine, and keystoned's ingest thread.
+#include "ingest.hpp"
+
+#include "error.hpp"
+#include "log.hpp"
+#include "util.hpp"
+
+extern "C" {
+#include "keystone_record.h"
+#include "spool.h"
+}
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cmath>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <dirent.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <optional>
+#include <poll.h>
+#include <pwd.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <system_error>
+#include <unistd.h>
+
+namespace keystone {
+
+namespace {
+
+// Latest time the table takes from a record (9999-12-31T23:59:59Z): PostgreSQL holds more,
+// but nothing past this is a real job time, and to_timestamp() fails far beyond it.
+constexpr std::int64_t max_record_time = 253402300799;
+
+constexpr const char *quarantine_sql =
+    "INSERT INTO keystone_slurm.spool_quarantine (file, reason, worker, quarantined_at) "
+    "VALUES ($1, $2, $3, now())";
+
+// Counters add up; the times and the last error only move forward.
+constexpr const char *state_sql =
+    "INSERT INTO keystone_slurm.ingest_state AS s (worker, files_ingested, records_ingested, "
+    "files_quarantined, last_ingest_at, last_error, last_error_at) "
+    "VALUES ($1, $2, $3, $4, CASE WHEN $2::bigint > 0 THEN now() END, $5::text, "
+    "CASE WHEN $5::text IS NOT NULL THEN now() END) "
+    "ON CONFLICT (worker) DO UPDATE SET "
+    "files_ingested = s.files_ingested + EXCLUDED.files_ingested, "
+    "records_ingested = s.records_ingested + EXCLUDED.records_ingested, "
+    "files_quarantined = s.files_quarantined + EXCLUDED.files_quarantined, "
+    "last_ingest_at = COALESCE(EXCLUDED.last_ingest_at, s.last_ingest_at), "
+    "last_error = COALESCE(EXCLUDED.last_error, s.last_error), "
+    "last_error_at = COALESCE(EXCLUDED.last_error_at, s.last_error_at)";
+
+struct FreeDeleter {
+    void operator()(void *p) const noexcept { std::free(p); }
+};
+
+struct DirCloser {
+    void operator()(DIR *d) const noexcept { ::closedir(d); }
+};
+
+// A file descriptor closed on scope exit.
+class Fd {
+public:
+    explicit Fd(int fd = -1) noexcept : m_fd(fd) {}
+    ~Fd()
+    {
+        if (m_fd >= 0)
+            ::close(m_fd);
+    }
+    Fd(const Fd &) = delete;
+    Fd &operator=(const Fd &) = delete;
+    int get() const noexcept { return m_fd; }
+
+private:
+    int m_fd;
+};
+
+std::string errno_text(int e)
+{
+    return std::strerror(e);
+}
+
+// Length of the valid UTF-8 sequence (RFC 3629) at p[0..n), or 0 when p[0] starts none: no
+// overlong forms, no surrogates, nothing above U+10FFFF (the rules of the spool's writer).
+std::size_t utf8_seq(const unsigned char *p, std::size_t n)
+{
+    const unsigned c = p[0];
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        return n >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+        return n >= 3 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 ? 3 : 0;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+        return n >= 4 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 &&
+                       (p[3] & 0xC0) == 0x80
+                   ? 4
+                   : 0;
+    }
+    return 0;
+}
+
+// getpwuid_r / getgrgid_r with a buffer that grows on ERANGE; "" when there is no entry.
+template <typename Entry, typename Lookup, typename Name>
+std::string lookup_name(std::uint32_t id, int size_hint, Lookup lookup, Name name)
+{
+    long size = sysconf(size_hint);
+    std::vector<char> buf(size > 0 ? static_cast<std::size_t>(size) : 16384);
+    Entry entry;
+    Entry *found = nullptr;
+    int rc;
+    while ((rc = lookup(id, &entry, buf.data(), buf.size(), &found)) == ERANGE &&
+           buf.size() < (1u << 20))
+        buf.resize(buf.size() * 2);
+    if (rc != 0 || found == nullptr)
+        return std::string();
+    const char *n = name(*found);
+    return utf8_text(n, std::strlen(n));
+}
+
+std::optional<std::int64_t> u32_value(std::uint32_t v)
+{
+    if (v == KS_NO_VAL || v == KS_INFINITE)
+        return std::nullopt;
+    return static_cast<std::int64_t>(v);
+}
+
+std::optional<std::int64_t> time_value(std::time_t t)
+{
+    if (t == 0)
+        return std::nullopt;
+    return static_cast<std::int64_t>(t);
+}
+
+// AllocTRES as sacct prints it: the plugin has Slurm's "name=count" list in TRES id order
+// (cpu=2,mem=500M,node=1,billing=2); sacct sorts the items as plain strings.
+std::string sacct_tres(const std::string &tres)
+{
+    if (tres.find(',') == std::string::npos)
+        return tres;
+    std::vector<std::string> items;
+    std::size_t from = 0;
+    for (;;) {
+        const std::size_t comma = tres.find(',', from);
+        items.push_back(tres.substr(from, comma == std::string::npos ? comma : comma - from));
+        if (comma == std::string::npos)
+            break;
+        from = comma + 1;
+    }
+    std::sort(items.begin(), items.end());
+    std::string out;
+    out.reserve(tres.size());
+    for (const auto &item : items) {
+        if (!out.empty())
+            out += ',';
+        out += item;
+    }
+    return out;
+}
+
+std::string exit_text(std::uint32_t code, std::uint32_t sig)
+{
+    if (code == KS_NO_VAL)
+        return std::string();
+    return exit_code_text(code, sig == KS_NO_VAL ? 0 : sig);
+}
+
+// One batch file as read by the reader thread.
+struct ParsedFile {
+    enum class Status { ok, invalid, transient, gone };
+    Status status = Status::ok;
+    std::string name;
+    std::vector<JobRow> rows;
+    std::size_t records = 0;
+    std::string error; // invalid / transient: why (names the file, record and line)
+};
+
+ParsedFile parse_file(const std::string &dir, const std::string &name, IdNames &ids)
+{
+    ParsedFile pf;
+    pf.name = name;
+    const std::string path = dir + "/" + name;
+    ks_record *raw = nullptr;
+    std::size_t n = 0;
+    char err[1024] = "";
+    errno = 0;
+    const int rc = ks_spool_read_file(path.c_str(), &raw, &n, err, sizeof err);
+    const int e = errno;
+    std::unique_ptr<ks_record, FreeDeleter> recs(raw);
+    if (rc != KS_SUCCESS) {
+        pf.error = err;
+        if (e == ENOENT)
+            pf.status = ParsedFile::Status::gone;
+        else if (e == ENOMEM || e == EMFILE || e == ENFILE || e == EINTR || e == EAGAIN)
+            pf.status = ParsedFile::Status::transient; // the file is not to blame
+        else
+            pf.status = ParsedFile::Status::invalid;
+        return pf;
+    }
+    // The whole file or nothing of it: one record that the table cannot hold makes the file
+    // invalid before any of it is loaded.
+    for (std::size_t i = 0; i < n; ++i) {
+        std::string problem = record_problem(recs.get()[i]);
+        if (!problem.empty()) {
+            pf.status = ParsedFile::Status::invalid;
+            pf.error = path + ": record " + std::to_string(i) + " (line " + std::to_string(i + 2) +
+                       "): " + problem;
+            return pf;
+        }
+    }
+    pf.rows.reserve(n);
+    for (std::size_t i = 0; i < n; ++i)
+        pf.rows.push_back(job_row_from_record(recs.get()[i], ids));
+    pf.records = n;
+    return pf;
+}
+
+// Parsed files from the reader thread to the loading one. Holds at most `limit` records
+// (always at least one file), so the reader runs about one transaction ahead.
+class FileQueue {
+public:
+    explicit FileQueue(std::size_t limit) : m_limit(std::max<std::size_t>(limit, 1)) {}
+
+    // False when aborted (the file is dropped).
+    bool push(ParsedFile &&f)
+    {
+        std::unique_lock<std::mutex> lock(m_mutex);
+        m_space.wait(lock, [&] {
+            return m_aborted || m_items.empty() || m_queued + f.records <= m_limit;
+        });
+        if (m_aborted)
+            return false;
+        m_queued += f.records;
+        m_items.push_back(std::move(f));
+        m_ready.notify_one();
+        return true;
+    }
+
+    // The next file; nullopt once closed and drained, or aborted.
+    std::optional<ParsedFile> pop()
+    {
+        std::unique_lock<std::mutex> lock(m_mutex);
+        m_ready.wait(lock, [&] { return m_aborted || m_closed || !m_items.empty(); });
+        if (m_aborted || m_items.empty())
+            return std::nullopt;
+        ParsedFile f = std::move(m_items.front());
+        m_items.pop_front();
+        m_queued -= f.records;
+        m_space.notify_one();
+        return f;
+    }
+
+    void close()
+    {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        m_closed = true;
+        m_ready.notify_all();
+    }
+
+    void abort()
+    {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        m_aborted = true;
+        m_ready.notify_all();
+        m_space.notify_all();
+    }
+
+private:
+    std::mutex m_mutex;
+    std::condition_variable m_ready, m_space;
+    std::deque<ParsedFile> m_items;
+    std::size_t m_limit;
+    std::size_t m_queued = 0;
+    bool m_closed = false, m_aborted = false;
+};
+
+// Batch file names in the folder (regular files only), in name order = write order.
+std::vector<std::string> list_batch_files(int dirfd, const std::string &dir)
+{
+    int fd = ::dup(dirfd);
+    if (fd < 0)
+        throw std::system_error(errno, std::generic_category(), "ingest: dup " + dir);
+    DIR *d = ::fdopendir(fd);
+    if (d == nullptr) {
+        int e = errno;
+        ::close(fd);
+        throw std::system_error(e, std::generic_category(), "ingest: cannot list " + dir);
+    }
+    std::unique_ptr<DIR, DirCloser> hold(d);
+    ::rewinddir(d); // the dup shares the offset of an fd that may have been read before
+    std::vector<std::string> names;
+    while (struct dirent *de = ::readdir(d)) {
+        if (!ks_spool_is_batch_name(de->d_name))
+            continue;
+        bool regular = de->d_type == DT_REG;
+        if (de->d_type == DT_UNKNOWN) {
+            struct stat st;
+            regular = ::fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                      S_ISREG(st.st_mode);
+        }
+        if (regular)
+            names.emplace_back(de->d_name);
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+} // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Records
+
+const std::string &IdNames::user(std::uint32_t uid)
+{
+    auto it = m_users.find(uid);
+    if (it != m_users.end())
+        return it->second;
+    std::string name = lookup_name<struct passwd>(uid, _SC_GETPW_R_SIZE_MAX, ::getpwuid_r,
+                                                  [](const struct passwd &p) { return p.pw_name; });
+    return m_users.emplace(uid, std::move(name)).first->second;
+}
+
+const std::string &IdNames::group(std::uint32_t gid)
+{
+    auto it = m_groups.find(gid);
+    if (it != m_groups.end())
+        return it->second;
+    std::string name = lookup_name<struct group>(gid, _SC_GETGR_R_SIZE_MAX, ::getgrgid_r,
+                                                 [](const struct group &g) { return g.gr_name; });
+    return m_groups.emplace(gid, std::move(name)).first->second;
+}
+
+std::string utf8_text(const char *s, std::size_t n)
+{
+    const auto *p = reinterpret_cast<const unsigned char *>(s);
+    std::size_t i = 0;
+    while (i < n) {
+        if (p[i] < 0x80) {
+            ++i;
+            continue;
+        }
+        std::size_t k = utf8_seq(p + i, n - i);
+        if (k == 0)
+            break;
+        i += k;
+    }
+    if (i == n)
+        return std::string(s, n);
+    std::string out(s, i);
+    out.reserve(n + 16);
+    while (i < n) {
+        std::size_t k = utf8_seq(p + i, n - i);
+        if (k == 0) {
+            out += "\xEF\xBF\xBD";
+            ++i;
+        } else {
+            out.append(s + i, k);
+            i += k;
+        }
+    }
+    return out;
+}
+
+std::string record_problem(const ks_record &r)
+{
+    if (ks_record_strlen(&r, KS_STR_CLUSTER) == 0)
+        return "member 'cluster': empty: the record has no key";
+    if (r.job_id == KS_NO_VAL)
+        return "member 'job_id': null: the record has no key";
+    if (r.submit_time == 0)
+        return "member 'submit_time': null: the record has no key";
+    if (ks_record_strlen(&r, KS_STR_STATE) == 0)
+        return "member 'state': empty: the job table needs a state";
+    const struct {
+        const char *name;
+        std::time_t t;
+    } times[] = {{"submit_time", r.submit_time},
+                 {"eligible_time", r.eligible_time},
+                 {"start_time", r.start_time},
+                 {"end_time", r.end_time}};
+    for (const auto &t : times)
+        if (t.t < 0 || static_cast<std::int64_t>(t.t) > max_record_time)
+            return std::string("member '") + t.name + "': " + std::to_string(t.t) +
+                   " is outside the times the job table takes (1970 to 9999)";
+    const struct {
+        const char *name;
+        std::uint32_t v;
+    } ints[] = {{"node_count", r.node_count}, {"cpus", r.cpus}};
+    for (const auto &i : ints)
+        if (i.v != KS_NO_VAL && i.v != KS_INFINITE && i.v > static_cast<std::uint32_t>(INT_MAX))
+            return std::string("member '") + i.name + "': " + std::to_string(i.v) +
+                   " does not fit the job table's integer column";
+    return std::string();
+}
+
+JobRow job_row_from_record(const ks_record &r, IdNames &names)
+{
+    auto text = [&r](int field) {
+        return utf8_text(ks_record_str(&r, field), ks_record_strlen(&r, field));
+    };
+    JobRow row;
+    row.cluster = text(KS_STR_CLUSTER);
+    row.job_id = r.job_id == KS_NO_VAL ? 0 : static_cast<std::int64_t>(r.job_id);
+    row.submit = static_cast<std::int64_t>(r.submit_time);
+    row.array_job_id = u32_value(r.array_job_id);
+    row.array_task_id = u32_value(r.array_task_id);
+    row.het_job_id = u32_value(r.het_job_id);
+    row.het_job_offset = u32_value(r.het_job_offset);
+    row.het_job_info = text(KS_STR_HET_JOB_INFO);
+    row.jobname = text(KS_STR_JOB_NAME);
+    row.username = text(KS_STR_USER);
+    row.uid = u32_value(r.uid);
+    if (row.username.empty() && row.uid)
+        row.username = names.user(r.uid);
+    row.group = text(KS_STR_GROUP);
+    row.gid = u32_value(r.gid);
+    if (row.group.empty() && row.gid)
+        row.group = names.group(r.gid);
+    row.account = text(KS_STR_ACCOUNT);
+    row.partition = text(KS_STR_PARTITION);
+    row.qos = text(KS_STR_QOS);
+    row.state = text(KS_STR_STATE);
+    row.exitcode = exit_text(r.exit_code, r.exit_signal);
+    row.derivedexitcode = exit_text(r.derived_exit_code, r.derived_signal);
+    row.eligible = time_value(r.eligible_time);
+    row.start = time_value(r.start_time);
+    row.end = time_value(r.end_time);
+    row.elapsed_sec = u32_value(r.elapsed_sec).value_or(0);
+    if (r.time_limit_min == KS_INFINITE)
+        row.timelimit_min = -1;
+    else
+        row.timelimit_min = u32_value(r.time_limit_min);
+    row.allocnodes = u32_value(r.node_count);
+    row.nodelist = text(KS_STR_NODE_LIST);
+    row.alloccpus = u32_value(r.cpus);
+    row.alloctres = sacct_tres(text(KS_STR_TRES_ALLOC));
+    if (std::isfinite(r.billing) && r.billing >= 0)
+        row.billing = r.billing;
+    row.priority = u32_value(r.priority);
+    row.workdir = text(KS_STR_WORK_DIR);
+    row.reservation = text(KS_STR_RESERVATION);
+    row.jobid = sacct_jobid(row);
+    return row;
+}
+
+JobRow job_row_from_record(const ks_record &r)
+{
+    IdNames names;
+    return job_row_from_record(r, names);
+}
+
+// ---------------------------------------------------------------------------------------------
+// One pass
+
+// The files of one transaction and their rows.
+struct Ingester::Batch {
+    std::vector<std::string> files;
+    std::vector<JobRow> rows;
+    std::size_t records = 0;
+};
+
+// A quarantined file whose spool_quarantine row is not committed yet.
+struct Ingester::Pending {
+    std::string file, reason;
+};
+
+Ingester::Ingester(Database &db, const std::atomic<bool> &quit) : m_db(db), m_quit(quit)
+{
+    m_db.prepare("ingest_quarantine", quarantine_sql);
+    m_db.prepare("ingest_state", state_sql);
+}
+
+Ingester::~Ingester() = default;
+
+bool Ingester::pause(int seconds) const
+{
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+    while (std::chrono::steady_clock::now() < until) {
+        if (m_quit.load())
+            return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return !m_quit.load();
+}
+
+IngestTotals Ingester::run_pass(const Config &config)
+{
+    IngestTotals totals;
+    const std::string &dir = config.spool_dir;
+    Fd spool(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (spool.get() < 0)
+        throw std::system_error(errno, std::generic_category(),
+                                "ingest: cannot open the spool folder " + dir +
+                                    " (KEYSTONED_SPOOL_DIR)");
+    std::vector<std::string> names = list_batch_files(spool.get(), dir);
+    names.erase(std::remove_if(names.begin(), names.end(),
+                               [&](const std::string &n) { return m_leave_alone.count(n) > 0; }),
+                names.end());
+    if (names.empty() && m_pending.empty())
+        return totals;
+
+    const std::size_t max_records =
+        static_cast<std::size_t>(std::max(config.ingest_max_records, 1));
+    FileQueue queue(max_records);
+    // Parsing (JSON, UTF-8 checks, name lookups) overlaps the database's work on the previous
+    // transaction. The reader only reads: moving and deleting files stays on this thread.
+    std::thread reader([&queue, &names, &dir, this] {
+        IdNames ids;
+        for (const auto &name : names) {
+            if (m_quit.load() || !queue.push(parse_file(dir, name, ids)))
+                break;
+        }
+        queue.close();
+    });
+    struct Join {
+        FileQueue &q;
+        std::thread &t;
+        ~Join()
+        {
+            q.abort();
+            t.join();
+        }
+    } join{queue, reader};
+
+    Batch batch;
+    while (std::optional<ParsedFile> f = queue.pop()) {
+        switch (f->status) {
+        case ParsedFile::Status::gone:
+            continue; // removed by someone else since the listing
+        case ParsedFile::Status::transient:
+            log_error_limited("ingest-read", 60,
+                              "ingest: cannot read %s now, trying again later: %s",
+                              f->name.c_str(), f->error.c_str());
+            continue;
+        case ParsedFile::Status::invalid:
+            quarantine(config, spool.get(), f->name, f->error);
+            continue;
+        case ParsedFile::Status::ok:
+            break;
+        }
+        if (!batch.files.empty() && batch.records + f->records > max_records) {
+            if (!commit(config, spool.get(), batch, totals))
+                return totals;
+            batch = Batch();
+        }
+        if (batch.files.empty()) {
+            // One allocation per transaction (growing by doubling would move every row again),
+            // sized as if the files left were like this one.
+            const std::size_t guess = std::min<std::size_t>(
+                {max_records, f->records * names.size(), std::size_t(1000000)});
+            batch.rows.reserve(std::max(f->records, guess));
+        }
+        batch.files.push_back(f->name);
+        batch.records += f->records;
+        std::move(f->rows.begin(), f->rows.end(), std::back_inserter(batch.rows));
+    }
+    if (!m_quit.load() && (!batch.files.empty() || !m_pending.empty()))
+        (void)commit(config, spool.get(), batch, totals); // the pass ends either way
+    return totals;
+}
+
+bool Ingester::commit(const Config &config, int spool_fd, Batch &batch, IngestTotals &totals)
+{
+    const std::string worker = config.worker.empty() ? host_name() : config.worker;
+    for (int delay = 1;; delay = std::min(delay * 2, 30)) {
+        if (m_quit.load())
+            return false;
+        const auto t0 = std::chrono::steady_clock::now();
+        UpsertCounts counts;
+        try {
+            pqxx::connection &c = m_db.conn_retry(&m_quit, std::chrono::hours(24 * 366));
+            pqxx::work tx(c, "ingest");
+            counts = upsert_jobs(tx, batch.rows, JobSource::jobcomp);
+            for (const auto &p : m_pending)
+                tx.exec_prepared0("ingest_quarantine", p.file, p.reason, worker);
+            std::optional<std::string> last_error;
+            if (!m_pending.empty())
+                last_error =
+                    "quarantined " + m_pending.back().file + ": " + m_pending.back().reason;
+            else if (!m_last_db_error.empty())
+                last_error = m_last_db_error;
+            tx.exec_prepared0("ingest_state", worker, static_cast<long long>(batch.files.size()),
+                              static_cast<long long>(batch.records),
+                              static_cast<long long>(m_pending.size()), last_error);
+            tx.commit();
+        } catch (const std::exception &e) {
+            // Nothing is deleted: the files stay for the next attempt (in doubt whether the
+            // commit happened, a replay changes nothing).
+            if (m_quit.load()) {
+                log_info("ingest: stopping: the open transaction of %zu file(s) is rolled back; "
+                         "they stay in the spool",
+                         batch.files.size());
+                return false;
+            }
+            ++m_failures;
+            const std::string why =
+                (is_connection_error(e) ? "database connection lost: " : "") + one_line(e);
+            m_last_db_error = "ingest transaction failed: " + why;
+            log_error_limited("ingest-db", 60,
+                              "ingest: transaction of %zu file(s) failed, they stay in the spool; "
+                              "retrying in %d s: %s",
+                              batch.files.size(), delay, why.c_str());
+            m_db.reset();
+            if (!pause(delay))
+                return false;
+            continue;
+        }
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now() - t0)
+                            .count();
+        if (m_failures > 0)
+            log_info("ingest: database reachable again after %d failed attempt(s): ingesting",
+                     m_failures);
+        m_failures = 0;
+        m_last_db_error.clear();
+        totals.quarantined += static_cast<std::int64_t>(m_pending.size());
+        m_pending.clear();
+
+        // Committed: only now may the files go. A crash before this point replays them.
+        for (const auto &name : batch.files) {
+            if (::unlinkat(spool_fd, name.c_str(), 0) != 0 && errno != ENOENT) {
+                log_error("ingest: cannot delete %s/%s after ingesting it: %s; it is left alone "
+                          "until keystoned restarts",
+                          config.spool_dir.c_str(), name.c_str(), errno_text(errno).c_str());
+                m_leave_alone.insert(name);
+            }
+        }
+        if (!batch.files.empty() && ::fsync(spool_fd) != 0)
+            log_error_limited("ingest-fsync", 60, "ingest: fsync of %s failed: %s",
+                              config.spool_dir.c_str(), errno_text(errno).c_str());
+        totals.files += static_cast<std::int64_t>(batch.files.size());
+        totals.records += static_cast<std::int64_t>(batch.records);
+        totals.transactions += 1;
+        totals.rows.inserted += counts.inserted;
+        totals.rows.updated += counts.updated;
+        totals.rows.unchanged += counts.unchanged;
+        log_verbose("ingest: committed Files=%zu Records=%zu Inserted=%lld Updated=%lld "
+                    "Unchanged=%lld in %lld ms",
+                    batch.files.size(), batch.records, static_cast<long long>(counts.inserted),
+                    static_cast<long long>(counts.updated),
+                    static_cast<long long>(counts.unchanged), static_cast<long long>(ms));
+        return true;
+    }
+}
+
+void Ingester::quarantine(const Config &config, int spool_fd, const std::string &name,
+                          const std::string &reason)
+{
+    const std::string qdir = config.quarantine_path();
+    auto fail = [&](const std::string &what, int e) {
+        log_error("ingest: cannot quarantine %s/%s: %s: %s; it stays in the spool, left alone "
+                  "until keystoned restarts; it is invalid: %s",
+                  config.spool_dir.c_str(), name.c_str(), what.c_str(), errno_text(e).c_str(),
+                  reason.c_str());
+        m_leave_alone.insert(name);
+    };
+    if (qdir == config.spool_dir)
+        return fail("the quarantine folder is the spool folder", EINVAL);
+    if (::mkdir(qdir.c_str(), 0750) != 0 && errno != EEXIST)
+        return fail("cannot create " + qdir, errno);
+    Fd q(::open(qdir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (q.get() < 0)
+        return fail("cannot open " + qdir, errno);
+    // The same name may be there already (a file quarantined, put back, and still invalid):
+    // never overwrite it. A .reason alone is from a move that did not happen; it is replaced.
+    std::string target = name;
+    struct stat st;
+    for (int i = 1; ::fstatat(q.get(), target.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0; ++i)
+        target = name + "." + std::to_string(i);
+    // The reason first: a crash after it leaves the file in the spool, quarantined again later.
+    const std::string why = target + ".reason";
+    {
+        Fd r(::openat(q.get(), why.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+                      0640));
+        if (r.get() < 0)
+            return fail("cannot create " + qdir + "/" + why, errno);
+        const std::string text = reason + "\n";
+        if (::write(r.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
+            ::fsync(r.get()) != 0) {
+            int e = errno;
+            ::unlinkat(q.get(), why.c_str(), 0);
+            return fail("cannot write " + qdir + "/" + why, e);
+        }
+    }
+    if (::renameat(spool_fd, name.c_str(), q.get(), target.c_str()) != 0) {
+        int e = errno;
+        ::unlinkat(q.get(), why.c_str(), 0);
+        return fail("cannot move it to " + qdir, e);
+    }
+    ::fsync(q.get());
+    ::fsync(spool_fd);
+    const std::string qpath = qdir + "/" + target;
+    log_error("ingest: quarantined %s: %s", qpath.c_str(), reason.c_str());
+    m_pending.push_back({qpath, reason});
+}
+
+// ---------------------------------------------------------------------------------------------
+// The thread
+
+IngestService::IngestService(std::shared_ptr<const Config> config, const std::atomic<bool> &stop)
+    : m_config(std::move(config)), m_stop(stop)
+{
+    m_wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (m_wake_fd < 0)
+        log_error("ingest: eventfd: %s: reloads and stops wait for the next scan",
+                  errno_text(errno).c_str());
+    m_db = std::make_unique<Database>(db_conninfo(*m_config), "ingest");
+}
+
+IngestService::~IngestService()
+{
+    if (m_thread.joinable()) {
+        m_quit.store(true);
+        wake();
+        m_thread.join();
+    }
+    if (m_wake_fd >= 0)
+        ::close(m_wake_fd);
+}
+
+std::shared_ptr<const Config> IngestService::snapshot() const
+{
+    std::lock_guard<std::mutex> lock(m_mutex);
+    return m_config;
+}
+
+void IngestService::wake() const
+{
+    const std::uint64_t one = 1;
+    if (m_wake_fd >= 0 && ::write(m_wake_fd, &one, sizeof one) < 0) {
+        // EAGAIN: the counter is saturated, so the thread is woken anyway.
+    }
+}
+
+void IngestService::start()
+{
+    auto config = snapshot();
+    if (config->spool_dir.empty()) {
+        log_info("ingest: KEYSTONED_SPOOL_DIR is empty: no spool ingest");
+        return;
+    }
+    log_info("ingest: spool %s, quarantine %s, every %d s or on change, at most %d records per "
+             "transaction",
+             config->spool_dir.c_str(), config->quarantine_path().c_str(),
+             config->ingest_interval, config->ingest_max_records);
+    m_done.store(false);
+    m_thread = std::thread([this] { thread_main(); });
+}
+
+void IngestService::reload(std::shared_ptr<const Config> config)
+{
+    std::shared_ptr<const Config> old;
+    {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        old = m_config;
+        m_config = config;
+    }
+    if (old->spool_dir != config->spool_dir || old->quarantine_path() != config->quarantine_path())
+        log_info("ingest: spool now %s, quarantine %s",
+                 config->spool_dir.empty() ? "(none: ingest off)" : config->spool_dir.c_str(),
+                 config->quarantine_path().c_str());
+    if (!m_thread.joinable() && !config->spool_dir.empty() && !m_quit.load() && !m_stop.load())
+        start();
+    else
+        wake();
+}
+
+bool IngestService::shutdown()
+{
+    if (!m_thread.joinable())
+        return true;
+    m_quit.store(true);
+    wake();
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(snapshot()->stop_timeout);
+    // Cancel the statement in flight; again now and then, in case the first cancel fell between
+    // two statements.
+    auto next_cancel = std::chrono::steady_clock::now();
+    while (!m_done.load()) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now >= deadline) {
+            log_error("ingest: did not stop within KEYSTONED_STOP_TIMEOUT=%d s",
+                      snapshot()->stop_timeout);
+            return false;
+        }
+        if (now >= next_cancel) {
+            m_db->cancel();
+            next_cancel = now + std::chrono::milliseconds(250);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    m_thread.join();
+    return true;
+}
+
+void IngestService::thread_main()
+{
+    try {
+        Ingester ingester(*m_db, m_quit);
+        Fd ino(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+        if (ino.get() < 0)
+            log_error("ingest: inotify_init1: %s: scanning every KEYSTONED_INGEST_INTERVAL "
+                      "seconds only",
+                      errno_text(errno).c_str());
+        int wd = -1;
+        std::string watched;
+        bool missing = false; // the "folder missing" error was logged
+        while (!m_quit.load() && !m_stop.load()) {
+            auto config = snapshot();
+            int timeout_ms = -1;
+            const std::string &dir = config->spool_dir;
+            if (!dir.empty()) {
+                timeout_ms = config->ingest_interval * 1000;
+                if (ino.get() >= 0 && (wd < 0 || watched != dir)) {
+                    if (wd >= 0)
+                        ::inotify_rm_watch(ino.get(), wd);
+                    // New names arrive by rename (the plugin) or by a writer closing the file.
+                    wd = ::inotify_add_watch(ino.get(), dir.c_str(),
+                                             IN_MOVED_TO | IN_CLOSE_WRITE | IN_ONLYDIR |
+                                                 IN_DELETE_SELF | IN_MOVE_SELF);
+                    watched = wd >= 0 ? dir : std::string();
+                }
+                m_db->set_conninfo(db_conninfo(*config));
+                try {
+                    IngestTotals t = ingester.run_pass(*config);
+                    if (missing)
+                        log_info("ingest: spool folder %s is there now: ingesting", dir.c_str());
+                    missing = false;
+                    if (t.files > 0 || t.quarantined > 0)
+                        log_debug("ingest: pass done: Files=%lld Records=%lld Quarantined=%lld",
+                                  static_cast<long long>(t.files),
+                                  static_cast<long long>(t.records),
+                                  static_cast<long long>(t.quarantined));
+                } catch (const std::system_error &e) {
+                    if (!missing)
+                        log_error("%s; checking again every %d s", e.what(),
+                                  config->ingest_interval);
+                    missing = true;
+                } catch (const std::exception &e) {
+                    log_error_limited("ingest-pass", 60, "ingest: pass failed: %s", e.what());
+                }
+            }
+            if (m_quit.load() || m_stop.load())
+                break;
+            struct pollfd fds[2] = {{m_wake_fd, POLLIN, 0}, {ino.get(), POLLIN, 0}};
+            if (m_wake_fd < 0 && (timeout_ms < 0 || timeout_ms > 1000))
+                timeout_ms = 1000; // nothing would wake a stop or a reload
+            ::poll(fds, ino.get() >= 0 ? 2 : 1, timeout_ms);
+            std::uint64_t count;
+            while (m_wake_fd >= 0 && ::read(m_wake_fd, &count, sizeof count) > 0) {
+            }
+            if (ino.get() >= 0) {
+                alignas(struct inotify_event) char buf[4096];
+                ssize_t n;
+                while ((n = ::read(ino.get(), buf, sizeof buf)) > 0) {
+                    for (char *p = buf; p < buf + n;) {
+                        const auto *ev = reinterpret_cast<const struct inotify_event *>(p);
+                        // The folder went away: watch the path again once it is back.
+                        if (ev->wd == wd && (ev->mask & (IN_IGNORED | IN_UNMOUNT))) {
+                            wd = -1;
+                        } else if (ev->wd == wd && (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF))) {
+                            ::inotify_rm_watch(ino.get(), wd);
+                            wd = -1;
+                        }
+                        p += sizeof(struct inotify_event) + ev->len;
+                    }
+                }
+            }
+        }
+    } catch (const std::exception &e) {
+        log_error("ingest: thread ended: %s", e.what());
+    }
+    m_done.store(true);
+}
+
+} // namespace keystone

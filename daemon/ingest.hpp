@@ -1,2 +1,152 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
+// The spool ingest: jobcomp/keystone's batch files (plugins/jobcomp/spool.h) into
+// keystone_slurm.job, one transaction per group of whole files, files deleted only after the
+// commit; files that cannot be read go to the quarantine folder.
 #pragma once
+
+#include "config.hpp"
+#include "db.hpp"
+#include "jobs.hpp"
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+// common/keystone_record.h; only the tests and ingest.cpp need its definition.
+struct ks_record;
+
+namespace keystone {
+
+// User and group names by id (getpwuid_r / getgrgid_r), each id looked up once per cache.
+// Not thread-safe: one cache per thread. Ids are never resolved across a cache's lifetime
+// again, so keep one only as long as names may be considered current (one ingest pass).
+class IdNames {
+public:
+    // The user or group name, "" when the id has none (or the lookup fails).
+    const std::string &user(std::uint32_t uid);
+    const std::string &group(std::uint32_t gid);
+
+private:
+    std::unordered_map<std::uint32_t, std::string> m_users, m_groups;
+};
+
+// `n` bytes of `s` as UTF-8 text: valid sequences (RFC 3629) kept, every other byte replaced by
+// U+FFFD, the same text the spool's JSON carries for a field that is not UTF-8.
+std::string utf8_text(const char *s, std::size_t n);
+
+// Why `r` cannot be stored in keystone_slurm.job: no cluster, job id, submit time or state, a
+// time PostgreSQL cannot hold, a count too large for its integer column. "" when it can.
+// The text names the JSON member: "member 'cpus': 3000000000 does not fit an integer column".
+[[nodiscard]] std::string record_problem(const ks_record &r);
+
+// One spool record as a JobRow (what `sacct -P` shows, typed): sentinels become nullopt or "",
+// the user name comes from the uid when the record has none and the group name from the gid
+// (the plugin records none), exit codes as "code:signal", elapsed 0 when not set, time limit -1
+// when unlimited, AllocTRES items sorted as sacct prints them, strings as UTF-8 text
+// (utf8_text). Call record_problem() first: a record
+// with a problem converts, but its row is not one the table accepts.
+JobRow job_row_from_record(const ks_record &r, IdNames &names);
+// As above with a cache of its own (for single records; a batch should share one IdNames).
+JobRow job_row_from_record(const ks_record &r);
+
+// What one pass (or the process so far) did.
+struct IngestTotals {
+    std::int64_t files = 0;        // batch files ingested and deleted
+    std::int64_t records = 0;      // records in them
+    std::int64_t transactions = 0; // commits
+    std::int64_t quarantined = 0;  // files moved to the quarantine folder
+    UpsertCounts rows;             // what the upserts did
+};
+
+// Ingests a spool folder on the calling thread, through `db` (its own connection). One object
+// per thread; it remembers, for its lifetime, the files it must leave alone (a quarantine move
+// or a delete after the commit failed) and the quarantine rows not yet committed.
+class Ingester {
+public:
+    // `quit` ends a pass early (the open transaction rolls back; no file is lost).
+    Ingester(Database &db, const std::atomic<bool> &quit);
+    ~Ingester();
+    Ingester(const Ingester &) = delete;
+    Ingester &operator=(const Ingester &) = delete;
+
+    // Ingests every batch file in config.spool_dir present when it starts (names for which
+    // ks_spool_is_batch_name() holds, regular files only), in name order: whole files, up to
+    // KEYSTONED_INGEST_MAX_RECORDS records per transaction (a larger file alone), with the
+    // worker's keystone_slurm.ingest_state row updated in the same transaction; after the
+    // commit the files are deleted and the folder fsync'd. Files are parsed on a second thread
+    // while the database loads the previous transaction. An unreadable or invalid file is moved
+    // to the quarantine folder with NAME.reason beside it and a spool_quarantine row, and the
+    // files after it go on. Database errors keep the files and are retried with backoff until
+    // they succeed or `quit` is set. Throws std::system_error when the spool folder cannot be
+    // opened (ENOENT: it does not exist); other errors are logged, not thrown.
+    IngestTotals run_pass(const Config &config);
+
+private:
+    struct Batch;
+    struct Pending;
+    // Loads `batch` (and the pending quarantine rows) in one transaction, retrying database
+    // errors; then deletes its files. False when `quit` ended it first (nothing deleted).
+    [[nodiscard]] bool commit(const Config &config, int spool_fd, Batch &batch,
+                              IngestTotals &totals);
+    // Moves an invalid file aside (see run_pass); on failure leaves it alone from then on.
+    void quarantine(const Config &config, int spool_fd, const std::string &name,
+                    const std::string &reason);
+    // Sleeps, waking early for `quit`; false when quitting.
+    [[nodiscard]] bool pause(int seconds) const;
+
+    Database &m_db;
+    const std::atomic<bool> &m_quit;
+    std::set<std::string> m_leave_alone;  // names skipped for the rest of the process
+    std::vector<Pending> m_pending;       // quarantine rows waiting for the next commit
+    std::string m_last_db_error;          // recorded in ingest_state by the next commit
+    int m_failures = 0;                   // failed attempts since the last commit
+};
+
+// The ingest thread of keystoned: runs an Ingester whenever the spool folder changes (inotify:
+// a file renamed into it or closed after writing) or every KEYSTONED_INGEST_INTERVAL seconds,
+// whichever comes first, on a database connection of its own.
+class IngestService {
+public:
+    // `stop` is keystoned's stop flag (SIGTERM); it also ends the thread's waits.
+    IngestService(std::shared_ptr<const Config> config, const std::atomic<bool> &stop);
+    ~IngestService();
+    IngestService(const IngestService &) = delete;
+    IngestService &operator=(const IngestService &) = delete;
+
+    // Starts the thread, unless KEYSTONED_SPOOL_DIR is empty. A spool folder that does not
+    // exist is logged once (at error) and checked again every interval.
+    void start();
+
+    // Swaps in a validated configuration: spool and quarantine folders, interval, transaction
+    // size, worker name and database settings take effect at the next pass. Starts the thread
+    // when the spool folder was empty before; an emptied one makes the thread idle.
+    void reload(std::shared_ptr<const Config> config);
+
+    // Stops the thread: the statement in flight is cancelled (its transaction rolls back, its
+    // files stay in the spool). Waits up to KEYSTONED_STOP_TIMEOUT; returns false if the thread
+    // did not end in time (it is then left running and the caller should exit).
+    bool shutdown();
+
+private:
+    void thread_main();
+    void wake() const;
+    std::shared_ptr<const Config> snapshot() const;
+
+    mutable std::mutex m_mutex;
+    std::shared_ptr<const Config> m_config;
+    const std::atomic<bool> &m_stop;
+    std::atomic<bool> m_quit{false};
+    std::atomic<bool> m_done{false};
+    int m_wake_fd = -1; // eventfd: reload and shutdown wake the thread (-1: poll only)
+    std::unique_ptr<Database> m_db;
+    std::thread m_thread;
+};
+
+} // namespace keystone

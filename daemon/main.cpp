@@ -4,6 +4,7 @@
 
 #include "config.hpp"
 #include "error.hpp"
+#include "ingest.hpp"
 #include "log.hpp"
 #include "scheduler.hpp"
 #include "util.hpp"
@@ -138,6 +139,7 @@ int main(int argc, char **argv)
 
     std::atomic<bool> stop(false);
     Scheduler scheduler(config, stop);
+    IngestService ingest(config, stop);
 
     // start() retries while PostgreSQL is down; a signal must still end it, so a helper thread
     // watches for one meanwhile.
@@ -171,6 +173,8 @@ int main(int argc, char **argv)
         scheduler.shutdown();
         return EXIT_SUCCESS;
     }
+    // After the scheduler: its start-up waited for PostgreSQL and checked the schema.
+    ingest.start();
     log_info("keystoned: running");
 
     while (!stop.load()) {
@@ -200,6 +204,7 @@ int main(int argc, char **argv)
                                 config->timezone.c_str());
                 log_set_level(raise_level(fresh->log_level, opts.verbose));
                 scheduler.reload(fresh);
+                ingest.reload(fresh);
                 config = fresh;
                 log_info("keystoned: configuration reloaded from %s", opts.config_path.c_str());
             } catch (const std::exception &e) {
@@ -208,7 +213,15 @@ int main(int argc, char **argv)
             }
         }
     }
-    bool clean = scheduler.shutdown();
+    // Reverse order of start-up. The ingest rolls back an open transaction: its files stay.
+    const bool ingest_clean = ingest.shutdown();
+    const bool clean = scheduler.shutdown();
+    if (!ingest_clean) {
+        log_error("keystoned: exiting with a spool ingest transaction still open; PostgreSQL "
+                  "rolls it back and its files are ingested after the next start");
+        std::fflush(stderr);
+        std::_Exit(EXIT_FAILURE);
+    }
     if (!clean) {
         log_error("keystoned: exiting with a run still in progress; its transaction is rolled "
                   "back and its record is closed at the next start");

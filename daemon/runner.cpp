@@ -6,6 +6,9 @@
 #include "log.hpp"
 #include "task_log.hpp"
 
+#include <exception>
+#include <functional>
+
 namespace keystone {
 
 namespace {
@@ -40,6 +43,80 @@ int task_lock_key(const std::string &dotted_name)
         h *= 16777619u;
     }
     return static_cast<int>(h & 0x7fffffff);
+}
+
+bool RunContext::run_for_cluster(const std::string &cluster,
+                                 const std::function<void(json_t *)> &body)
+{
+    const RunRecord &parent = m_record;
+    const bool recorded = !options.dry_run && !parent.task_id.empty();
+    const std::string name = parent.short_name.empty() ? "task" : parent.short_name;
+    JsonPtr sub(json_object());
+    json_t *clusters = json_object_get(summary(), "clusters");
+    if (!clusters) {
+        clusters = json_object();
+        json_object_set_new(summary(), "clusters", clusters);
+    }
+    json_object_set(clusters, cluster.c_str(), sub.get());
+
+    TaskStart start;
+    if (recorded) {
+        start.task_id = make_uuid4();
+        start.task_name = parent.task_name + "_for_cluster";
+        start.args = {cluster};
+        start.worker = parent.worker;
+        // A failure to start the sub-run's record fails the whole run, like any database error
+        // outside a unit of work.
+        record_start(conn, start, Clock::now());
+        json_t *subtasks = json_object_get(summary(), "subtasks");
+        if (!subtasks) {
+            subtasks = json_object();
+            json_object_set_new(summary(), "subtasks", subtasks);
+        }
+        json_object_set_new(subtasks, cluster.c_str(), json_string(start.task_id.c_str()));
+    }
+    std::string error;
+    bool rethrow = false;
+    std::exception_ptr pending;
+    try {
+        body(sub.get());
+    } catch (const Interrupted &e) {
+        error = one_line(e);
+        rethrow = true;
+        pending = std::current_exception();
+    } catch (const std::exception &e) {
+        error = one_line(e);
+        if (is_connection_error(e) || !conn.is_open()) {
+            rethrow = true;
+            pending = std::current_exception();
+        }
+    }
+    if (recorded) {
+        std::optional<std::string> traceback;
+        if (!error.empty())
+            traceback = error + "\n";
+        try {
+            record_finish(conn, start.task_id, error.empty() ? "SUCCESS" : "FAILURE",
+                          json_text(sub.get()), traceback, Clock::now());
+        } catch (const std::exception &e) {
+            // Left STARTED: the next start of keystoned closes it as abandoned.
+            log_error("task: %s Cluster=%s TaskId=%s: cannot write the sub-run's outcome: %s",
+                      name.c_str(), cluster.c_str(), start.task_id.c_str(), one_line(e).c_str());
+            if (!rethrow)
+                throw;
+        }
+    }
+    if (rethrow)
+        std::rethrow_exception(pending);
+    if (error.empty()) {
+        log_verbose("task: %s Cluster=%s%s%s: SUCCESS", name.c_str(), cluster.c_str(),
+                    recorded ? " TaskId=" : "", recorded ? start.task_id.c_str() : "");
+        return true;
+    }
+    add_error(name + " Cluster=" + cluster +
+              (recorded ? " TaskId=" + start.task_id : std::string()) + ": " + error);
+    log_error("task: %s Cluster=%s: FAILURE: %s", name.c_str(), cluster.c_str(), error.c_str());
+    return false;
 }
 
 RunOutcome run_task(const TaskDef &task, const Config &config, Database &db,
@@ -112,6 +189,7 @@ RunOutcome run_task(const TaskDef &task, const Config &config, Database &db,
              out.task_id.empty() ? "-" : out.task_id.c_str());
     set_phase(phase, RunPhase::body);
     RunContext ctx(config, *conn, options, stop, Clock::now());
+    ctx.set_record({out.task_id, task.dotted_name, task.short_name, worker});
     std::string fatal;
     bool broken = false;
     try {

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Benchmark: keystoned's spool ingest beside its anchor, in the same run on the same private
+# PostgreSQL. Ours: KS_BENCH_RECORDS (1,000,000) made-up job records in spool files of
+# KS_BENCH_PER_FILE (500, the plugin's default batch) moved into the spool of a running
+# keystoned, until every row is in keystone_slurm.job and the spool is empty. Anchor: one raw
+# COPY (text format, through psql) of the same rows, taken from the ingested table, into an
+# unindexed table with the same columns. Prints records/s of both and the ratio ours / anchor.
+# Needs a built tree: KS_BUILDDIR (default ./_build). Run as root or as a user who can run initdb.
+set -euo pipefail
+src=$(cd "$(dirname "$0")/.." && pwd)
+export KS_SRCDIR=$src KS_BUILDDIR=${KS_BUILDDIR:-$src/_build} KEYSTONE_TEST_REQUIRE_SERVICES=1
+records=${KS_BENCH_RECORDS:-1000000}
+per_file=${KS_BENCH_PER_FILE:-500}
+# shellcheck source=../tests/lib/common.sh
+. "$src/tests/lib/common.sh"
+# shellcheck source=../tests/lib/pg.sh
+. "$src/tests/lib/pg.sh"
+ks_test_name=bench-ingest
+ks_scratch
+ks_pg_start
+spool=$KS_TMP/spool
+mkdir -p "$spool" "$KS_TMP/gen"
+ks_write_conf "KEYSTONED_SPOOL_DIR=$spool" "KEYSTONED_LOG_LEVEL=verbose"
+"$KEYSTONECTL" db migrate --keystone-schema >/dev/null
+
+# Keystone's side, so the links are real joins: the cluster, 100 teams, 500 users.
+psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
+INSERT INTO allocations_cluster (name, enabled, access_mode) VALUES ('smp', true, 'OP');
+INSERT INTO users_team (name, is_active, slug) SELECT 'Team ' || g, true, 'team-' || g FROM generate_series(0, 99) g;
+INSERT INTO users_user (password, is_superuser, username, is_active, is_staff, is_ldap_user, date_joined)
+SELECT '!', false, 'user' || g, true, false, true, now() FROM generate_series(0, 499) g;
+SQL
+
+echo "generating $records records in files of $per_file (bench/spoolgen)"
+"$KS_BUILDDIR/bench/spoolgen" -q -d "$KS_TMP/gen" -n "$records" -b "$per_file" -c smp -s 1
+files=$(find "$KS_TMP/gen" -name '*.json' | wc -l)
+mb=$(du -sm "$KS_TMP/gen" | cut -f1)
+
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+cpu_s() { awk '{ printf "%.1f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
+
+"$KEYSTONED" >"$KS_TMP/keystoned.log" 2>&1 &
+daemon=$!
+ks_on_exit "kill -TERM $daemon 2>/dev/null; wait $daemon 2>/dev/null"
+ks_wait_for 60 grep -q "keystoned: running" "$KS_TMP/keystoned.log" || { cat "$KS_TMP/keystoned.log"; exit 1; }
+psql -X -q -c CHECKPOINT
+spool_empty() { [ -z "$(find "$spool" -maxdepth 1 -name '*.json' -print -quit)" ]; }
+all_in() { [ "$(ks_sql "SELECT count(*) FROM keystone_slurm.job")" = "$records" ]; }
+
+echo "ours: moving the files into the spool of the running keystoned"
+t0=$(now_ms)
+find "$KS_TMP/gen" -name '*.json' -exec mv -t "$spool" {} +
+until spool_empty && all_in; do sleep 0.05; done
+t1=$(now_ms)
+ours_ms=$((t1 - t0))
+ours_cpu=$(cpu_s "$daemon")
+tx_ms=$(grep -o 'committed .* in [0-9]* ms' "$KS_TMP/keystoned.log" | awk '{ s += $(NF - 1) } END { print s + 0 }')
+txs=$(grep -c 'ingest: committed' "$KS_TMP/keystoned.log" || true)
+kill -TERM "$daemon"; wait "$daemon" 2>/dev/null || true
+
+echo "anchor: one COPY of the same rows into an unindexed table"
+# One line: psql's \copy ends at the end of its line.
+cols='cluster, job_id, submit, jobid, array_job_id, array_task_id, het_job_id, het_job_offset, '
+cols+='het_job_info, jobname, username, uid, "group", gid, account, partition, qos, state, '
+cols+='exitcode, derivedexitcode, eligible, start, "end", elapsed, timelimit_min, allocnodes, '
+cols+='nodelist, alloccpus, alloctres, billing, priority, workdir, reservation'
+psql -X -q -v ON_ERROR_STOP=1 <<SQL
+\copy (SELECT $cols FROM keystone_slurm.job) TO '$KS_TMP/rows.txt'
+CREATE TABLE anchor_job AS SELECT $cols FROM keystone_slurm.job WITH NO DATA;
+CHECKPOINT;
+SQL
+t0=$(now_ms)
+psql -X -q -v ON_ERROR_STOP=1 -c "\\copy anchor_job FROM '$KS_TMP/rows.txt'"
+t1=$(now_ms)
+anchor_ms=$((t1 - t0))
+anchor_rows=$(ks_sql "SELECT count(*) FROM anchor_job")
+ours_rows=$(ks_sql "SELECT count(*) FROM keystone_slurm.job")
+rows_mb=$(( $(stat -c %s "$KS_TMP/rows.txt") / 1048576 ))
+
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", a / b }'; }
+rate() { awk -v n="$1" -v ms="$2" 'BEGIN { printf "%.0f", n * 1000 / ms }'; }
+echo
+printf '%-38s %14s %14s\n' "" "keystoned" "raw COPY"
+printf '%-38s %14s %14s\n' "rows in the table" "$ours_rows" "$anchor_rows"
+printf '%-38s %14s %14s\n' "input" "$files files, ${mb} MB" "${rows_mb} MB text"
+printf '%-38s %14.2f %14.2f\n' "time (s)" "$(div "$ours_ms" 1000)" "$(div "$anchor_ms" 1000)"
+printf '%-38s %14s %14s\n' "records/s" "$(rate "$records" "$ours_ms")" "$(rate "$anchor_rows" "$anchor_ms")"
+printf '%-38s %14s\n' "transactions" "$txs"
+printf '%-38s %14.2f\n' "time inside transactions (s)" "$(div "$tx_ms" 1000)"
+printf '%-38s %14s\n' "keystoned CPU time (s)" "$ours_cpu"
+printf 'ratio keystoned / raw COPY (records/s): %.2f (goal: at least 0.5)\n' "$(div "$anchor_ms" "$ours_ms")"
+[ "$ours_rows" = "$records" ] && [ "$anchor_rows" = "$records" ] || { echo "row counts differ" >&2; exit 1; }
