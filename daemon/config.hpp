@@ -137,6 +137,16 @@ struct Config {
     int jobs_overlap = 3600;
     int jobs_first_window = 86400;
 
+    // Expiration notices. KEYSTONED_EMAIL_CA_FILE: CA certificates for the SMTP server's
+    // certificate (EMAIL_USE_TLS); empty: the system's trust store.
+    std::string email_ca_file;
+    // A run retries notices whose send failed for a reason that may pass (server unreachable,
+    // 4xx) for up to KEYSTONED_NOTIFY_RETRY_WINDOW seconds (0..86400; 0: later runs only).
+    int notify_retry_window = 3600;
+    // notify_past_expirations waits up to KEYSTONED_NOTIFY_SETTLE_WAIT seconds (0..86400) for
+    // update_limits to settle the day's expirations.
+    int notify_settle_wait = 3600;
+
     // The quarantine folder in effect.
     std::string quarantine_path() const
     {

@@ -5,10 +5,13 @@
 #include "config.hpp"
 #include "db.hpp"
 #include "error.hpp"
+#include "job_check.hpp"
 #include "log.hpp"
 #include "migrate.hpp"
+#include "notify_cli.hpp"
 #include "runner.hpp"
 #include "scheduler.hpp"
+#include "slurmdb.hpp"
 #include "task_log.hpp"
 #include "tasks/task.hpp"
 #include "util.hpp"
@@ -27,6 +30,9 @@ namespace {
 
 constexpr int exit_usage = 2;
 constexpr int exit_busy = 75; // EX_TEMPFAIL: another run holds the task's lock
+// jobs check: 0 agree, 1 differ, 2 usage, 3 the check could not be made (configuration,
+// PostgreSQL, slurmdbd, unknown cluster).
+constexpr int exit_check_error = 3;
 
 struct Global {
     std::string config_path;
@@ -39,13 +45,17 @@ void main_usage(FILE *out)
                  "Usage: keystonectl [-f FILE] [-v] COMMAND [ARGS]\n"
                  "Operates keystone-slurm (see keystonectl(1)).\n\n"
                  "Commands:\n"
-                 "  run TASK [--cluster NAME] [--dry-run] [--force] [--json]\n"
+                 "  run TASK [--cluster NAME] [--since T] [--dry-run] [--force] [--json]\n"
                  "                      run one task now, in the foreground\n"
+                 "  jobs check [--cluster NAME] --since T [--until T] [--json]\n"
+                 "                      compare keystone_slurm.job with slurmdbd\n"
                  "  tasks [--since T] [--task NAME] [--limit N] [--json]\n"
                  "                      list recent task records, newest first\n"
                  "  db migrate [--keystone-schema]\n"
                  "                      apply keystone_slurm's schema migrations\n"
-                 "  db status           show the schema versions\n\n"
+                 "  db status           show the schema versions\n"
+                 "  notify preview [--request ID] [--user NAME] [--raw]\n"
+                 "                      render the expiration notices due today, send nothing\n\n"
                  "Options:\n"
                  "  -f, --config FILE   configuration file (default $KEYSTONE_CONF or %s)\n"
                  "  -v, --verbose       log progress on stderr (repeat for more)\n"
@@ -64,7 +74,7 @@ void main_usage(FILE *out)
     std::exit(exit_usage);
 }
 
-Config load(const Global &g)
+Config load(const Global &g, int error_exit = EXIT_FAILURE)
 {
     try {
         Config c = load_config(g.config_path, process_environment());
@@ -79,17 +89,30 @@ Config load(const Global &g)
         return c;
     } catch (const std::exception &e) {
         std::fprintf(stderr, "keystonectl: error: %s\n", e.what());
-        std::exit(EXIT_FAILURE);
+        std::exit(error_exit);
     }
 }
 
-pqxx::connection &connect(Database &db)
+pqxx::connection &connect(Database &db, int error_exit = EXIT_FAILURE)
 {
     try {
         return db.conn();
     } catch (const std::exception &e) {
         std::fprintf(stderr, "keystonectl: error: %s\n", e.what());
-        std::exit(EXIT_FAILURE);
+        std::exit(error_exit);
+    }
+}
+
+// Checks the syntax of a --since/--until value before the configuration is read (relative ages
+// do not depend on the time zone); the caller parses it for real in CONFIG_TIMEZONE.
+void check_time_option(const char *option, const std::optional<std::string> &text)
+{
+    if (!text)
+        return;
+    try {
+        parse_user_time(*text, std::time(nullptr));
+    } catch (const std::exception &e) {
+        usage_error(std::string(option) + ": " + e.what());
     }
 }
 
@@ -135,17 +158,22 @@ void print_pretty_json(const std::string &text, const char *indent)
 int cmd_run(const Global &g, int argc, char **argv)
 {
     static const char help[] =
-        "Usage: keystonectl run TASK [--cluster NAME] [--dry-run] [--force] [--json]\n"
+        "Usage: keystonectl run TASK [--cluster NAME] [--since T] [--dry-run] [--force] [--json]\n"
         "Runs TASK now in the foreground, records it like a scheduled run, prints its outcome.\n"
         "TASK is a short name (clear_log_records) or Keystone's dotted name.\n\n"
         "  --cluster NAME  per-cluster tasks: only this cluster\n"
+        "  --since T       slurm_update_job_stats: read slurmdbd from T instead of the last\n"
+        "                  run's watermark (a backfill after a long slurmdbd outage);\n"
+        "                  T: YYYY-MM-DD[THH:MM[:SS]][Z] or an age such as 6h, 3d\n"
         "  --dry-run       report what the run would change; change nothing, record nothing\n"
         "  --force         apply a run a safety guard stops (ldap_update_users: mass removal,\n"
-        "                  empty directory)\n"
+        "                  empty directory; notify_past_expirations: do not wait for\n"
+        "                  update_limits to settle the day)\n"
         "  --json          print the outcome as one JSON object\n\n"
         "Exit status: 0 SUCCESS, 1 FAILURE, 2 usage error, 75 another run of TASK is in "
         "progress.\n";
     static const struct option longopts[] = {{"cluster", required_argument, nullptr, 'c'},
+                                             {"since", required_argument, nullptr, 's'},
                                              {"dry-run", no_argument, nullptr, 'n'},
                                              {"force", no_argument, nullptr, 'F'},
                                              {"json", no_argument, nullptr, 'j'},
@@ -153,9 +181,12 @@ int cmd_run(const Global &g, int argc, char **argv)
                                              {nullptr, 0, nullptr, 0}};
     RunOptions options;
     bool as_json = false;
+    std::optional<std::string> since_text;
     parse_sub(argc, argv, "h", longopts, help, [&](int ch, const char *arg) {
         if (ch == 'c')
             options.cluster = arg;
+        else if (ch == 's')
+            since_text = arg;
         else if (ch == 'n')
             options.dry_run = true;
         else if (ch == 'F')
@@ -170,8 +201,13 @@ int cmd_run(const Global &g, int argc, char **argv)
         usage_error(std::string("unknown task '") + argv[optind] + "'");
     if (options.cluster && !task->per_cluster)
         usage_error(std::string(task->short_name) + " is not a per-cluster task: no --cluster");
+    if (since_text && !task_takes_since(*task))
+        usage_error(std::string(task->short_name) + " reads no time window: no --since");
+    check_time_option("--since", since_text);
 
     Config config = load(g);
+    if (since_text)
+        options.since = parse_user_time(*since_text, std::time(nullptr));
     Database db(db_conninfo(config), "keystonectl");
     try {
         check_schema(connect(db));
@@ -256,13 +292,7 @@ int cmd_tasks(const Global &g, int argc, char **argv)
         usage_error("tasks takes no arguments");
     // Relative ages do not depend on the time zone: check the syntax before reading the
     // configuration, then parse for real in CONFIG_TIMEZONE.
-    if (since_text) {
-        try {
-            parse_user_time(*since_text, std::time(nullptr));
-        } catch (const std::exception &e) {
-            usage_error(std::string("--since: ") + e.what());
-        }
-    }
+    check_time_option("--since", since_text);
     Config config = load(g);
     std::optional<std::time_t> since;
     if (since_text)
@@ -399,6 +429,189 @@ int cmd_db(const Global &g, int argc, char **argv)
     }
 }
 
+void print_check_text(const ClusterCheck &c)
+{
+    for (const auto &d : c.differences) {
+        const char *kind = difference_kind_name(d.kind);
+        if (d.kind != JobDifference::Kind::different) {
+            std::printf("%s Cluster=%s JobID=%s JobIDRaw=%lld Submit=%s State=%s\n", kind,
+                        d.cluster.c_str(), d.jobid.c_str(), static_cast<long long>(d.job_id),
+                        iso_utc(static_cast<std::time_t>(d.submit)).c_str(), d.state.c_str());
+            continue;
+        }
+        for (const auto &f : d.fields)
+            std::printf("%s Cluster=%s JobID=%s %s: ours=%s slurmdbd=%s\n", kind,
+                        d.cluster.c_str(), d.jobid.c_str(), f.field.c_str(), f.ours.c_str(),
+                        f.theirs.c_str());
+    }
+    long long missing = 0, extra = 0, different = 0, fields = 0;
+    for (const auto &d : c.differences) {
+        if (d.kind == JobDifference::Kind::missing)
+            ++missing;
+        else if (d.kind == JobDifference::Kind::extra)
+            ++extra;
+        else {
+            ++different;
+            fields += static_cast<long long>(d.fields.size());
+        }
+    }
+    std::printf("Cluster=%s [%s, %s): %lld jobs in slurmdbd, %lld in keystone_slurm.job: %s"
+                "%lld missing, %lld extra, %lld different (%lld field%s)\n",
+                c.cluster.c_str(), iso_utc(static_cast<std::time_t>(c.since)).c_str(),
+                iso_utc(static_cast<std::time_t>(c.until)).c_str(),
+                static_cast<long long>(c.slurmdbd_jobs), static_cast<long long>(c.our_jobs),
+                c.agree() ? "agree: " : "DIFFER: ", missing, extra, different, fields,
+                fields == 1 ? "" : "s");
+}
+
+json_t *check_json(const ClusterCheck &c)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "cluster", json_string(c.cluster.c_str()));
+    json_object_set_new(o, "since",
+                        json_string(iso_utc(static_cast<std::time_t>(c.since)).c_str()));
+    json_object_set_new(o, "until",
+                        json_string(iso_utc(static_cast<std::time_t>(c.until)).c_str()));
+    json_object_set_new(o, "slurmdbd_jobs", json_integer(c.slurmdbd_jobs));
+    json_object_set_new(o, "our_jobs", json_integer(c.our_jobs));
+    json_object_set_new(o, "agree", json_boolean(c.agree()));
+    json_t *diffs = json_array();
+    for (const auto &d : c.differences) {
+        json_t *j = json_object();
+        json_object_set_new(j, "kind", json_string(difference_kind_name(d.kind)));
+        json_object_set_new(j, "jobid", json_string(d.jobid.c_str()));
+        json_object_set_new(j, "job_id", json_integer(d.job_id));
+        json_object_set_new(j, "submit",
+                            json_string(iso_utc(static_cast<std::time_t>(d.submit)).c_str()));
+        json_object_set_new(j, "state", json_string(d.state.c_str()));
+        if (d.kind == JobDifference::Kind::different) {
+            json_t *fields = json_array();
+            for (const auto &f : d.fields) {
+                json_t *fj = json_object();
+                json_object_set_new(fj, "field", json_string(f.field.c_str()));
+                json_object_set_new(fj, "ours", json_string(f.ours.c_str()));
+                json_object_set_new(fj, "slurmdbd", json_string(f.theirs.c_str()));
+                json_array_append_new(fields, fj);
+            }
+            json_object_set_new(j, "fields", fields);
+        }
+        json_array_append_new(diffs, j);
+    }
+    json_object_set_new(o, "differences", diffs);
+    return o;
+}
+
+int cmd_jobs_check(const Global &g, int argc, char **argv)
+{
+    static const char help[] =
+        "Usage: keystonectl jobs check [--cluster NAME] --since T [--until T] [--json]\n"
+        "Compares the jobs in keystone_slurm.job with slurmdbd's, job by job and field by\n"
+        "field, for jobs active in [T, UNTIL): submitted before UNTIL, not ended before T.\n"
+        "Prints one line per difference: missing (in slurmdbd, not ours), extra (ours, not in\n"
+        "slurmdbd) or different (one line per field), then a summary line per cluster.\n\n"
+        "  --cluster NAME  only this cluster (default: every enabled cluster of\n"
+        "                  allocations_cluster)\n"
+        "  --since T       start of the window: YYYY-MM-DD[THH:MM[:SS]][Z] (local time in\n"
+        "                  CONFIG_TIMEZONE unless Z) or an age such as 90m, 6h, 2d\n"
+        "  --until T       end of the window (default: now)\n"
+        "  --json          one JSON object with every difference\n\n"
+        "Exit status: 0 the two agree, 1 they differ, 2 usage error, 3 the check could not be\n"
+        "made (configuration, PostgreSQL, slurmdbd, unknown cluster).\n";
+    static const struct option longopts[] = {{"cluster", required_argument, nullptr, 'c'},
+                                             {"since", required_argument, nullptr, 's'},
+                                             {"until", required_argument, nullptr, 'u'},
+                                             {"json", no_argument, nullptr, 'j'},
+                                             {"help", no_argument, nullptr, 'h'},
+                                             {nullptr, 0, nullptr, 0}};
+    std::optional<std::string> cluster, since_text, until_text;
+    bool as_json = false;
+    parse_sub(argc, argv, "h", longopts, help, [&](int ch, const char *arg) {
+        if (ch == 'c')
+            cluster = arg;
+        else if (ch == 's')
+            since_text = arg;
+        else if (ch == 'u')
+            until_text = arg;
+        else if (ch == 'j')
+            as_json = true;
+    });
+    if (optind != argc)
+        usage_error("jobs check takes no arguments");
+    if (!since_text)
+        usage_error("jobs check needs --since");
+    check_time_option("--since", since_text);
+    check_time_option("--until", until_text);
+
+    Config config = load(g, exit_check_error);
+    const std::time_t now = std::time(nullptr);
+    const std::int64_t since = parse_user_time(*since_text, now);
+    const std::int64_t until = until_text ? parse_user_time(*until_text, now) : now;
+    if (since >= until)
+        usage_error("--since must be before --until (" + iso_utc(since) + " >= " +
+                    iso_utc(until) + ")");
+
+    Database db(db_conninfo(config), "keystonectl");
+    pqxx::connection &conn = connect(db, exit_check_error);
+    std::vector<ClusterCheck> results;
+    try {
+        check_schema(conn);
+        std::vector<std::string> clusters;
+        if (cluster) {
+            clusters.push_back(*cluster);
+        } else {
+            pqxx::read_transaction tx(conn);
+            for (const auto &row :
+                 tx.exec("SELECT name FROM allocations_cluster WHERE enabled ORDER BY name"))
+                clusters.push_back(row[0].as<std::string>());
+        }
+        if (clusters.empty()) {
+            std::fprintf(stderr, "keystonectl: error: no enabled cluster in allocations_cluster "
+                                 "(name one with --cluster)\n");
+            return exit_check_error;
+        }
+        SlurmdbConnection slurmdb(config.slurm_conf);
+        for (const auto &c : clusters)
+            results.push_back(check_jobs(conn, slurmdb, c, since, until));
+    } catch (const std::exception &e) {
+        std::fprintf(stderr, "keystonectl: error: %s\n", e.what());
+        return exit_check_error;
+    }
+
+    bool agree = true;
+    for (const auto &r : results)
+        agree = agree && r.agree();
+    if (as_json) {
+        JsonPtr j(json_object());
+        json_object_set_new(j.get(), "since", json_string(iso_utc(since).c_str()));
+        json_object_set_new(j.get(), "until", json_string(iso_utc(until).c_str()));
+        json_object_set_new(j.get(), "agree", json_boolean(agree));
+        json_t *arr = json_array();
+        for (const auto &r : results)
+            json_array_append_new(arr, check_json(r));
+        json_object_set_new(j.get(), "clusters", arr);
+        std::printf("%s\n", json_text(j.get()).c_str());
+    } else {
+        for (const auto &r : results)
+            print_check_text(r);
+    }
+    return agree ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+int cmd_jobs(const Global &g, int argc, char **argv)
+{
+    static const char help[] =
+        "Usage: keystonectl jobs check [--cluster NAME] --since T [--until T] [--json]\n"
+        "check compares keystone_slurm.job with slurmdbd (keystonectl jobs check --help).\n";
+    if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
+        std::fputs(help, argc < 2 ? stderr : stdout);
+        return argc < 2 ? exit_usage : EXIT_SUCCESS;
+    }
+    const std::string sub = argv[1];
+    if (sub == "check")
+        return cmd_jobs_check(g, argc - 1, argv + 1);
+    usage_error("jobs: unknown subcommand '" + sub + "'");
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -446,6 +659,10 @@ int main(int argc, char **argv)
         return cmd_tasks(g, sub_argc, sub_argv);
     if (cmd == "db")
         return cmd_db(g, sub_argc, sub_argv);
+    if (cmd == "jobs")
+        return cmd_jobs(g, sub_argc, sub_argv);
+    if (cmd == "notify")
+        return notify_command(sub_argc, sub_argv, [&] { return load(g); });
     if (cmd == "help") {
         main_usage(stdout);
         return EXIT_SUCCESS;

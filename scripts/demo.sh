@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0-or-later
-# Quick start: builds keystone-slurm, starts a throwaway PostgreSQL and OpenLDAP on loopback,
-# creates the Keystone tables and ours, seeds a little demo data, lets keystoned run its tasks
-# once, and shows what happened. Everything lives in a temporary folder that is removed at the end
+# Quick start: builds keystone-slurm (with the jobcomp/keystone plugin, against Debian's source of
+# the installed Slurm), starts a throwaway PostgreSQL and OpenLDAP on loopback, creates the Keystone
+# tables and ours, seeds a little demo data, lets keystoned run its tasks once, then starts a
+# single-node Slurm cluster with the plugin loaded, runs a few jobs and shows them in PostgreSQL
+# beside sacct's view, with `keystonectl jobs check` agreeing. Everything lives in a temporary folder that is removed at the end
 # (KS_KEEP=1 keeps it and the server running). Run as root on Debian 12.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,9 +19,12 @@ step "Building"
 cd "$src"
 [ -x "$src/configure" ] || autoreconf -fi >/dev/null 2>&1
 mkdir -p "$build" && cd "$build"
-[ -f Makefile ] || "$src/configure" -q
+slurm_src=$("$src/scripts/fetch-slurm-source.sh" "$build/slurm-src")
+if [ ! -f Makefile ] || ! grep -q -- '--with-slurm-source' config.status; then
+    "$src/configure" -q --with-plugin --with-slurm-source="$slurm_src"
+fi
 make -j2 -s >/dev/null
-echo "built $build/daemon/keystoned and $build/daemon/keystonectl"
+echo "built $build/daemon/keystoned, $build/daemon/keystonectl and $build/plugins/jobcomp/.libs/jobcomp_keystone.so"
 
 export KS_SRCDIR=$src KS_BUILDDIR=$build KEYSTONE_TEST_REQUIRE_SERVICES=1
 # shellcheck source=../tests/lib/common.sh
@@ -28,6 +33,8 @@ export KS_SRCDIR=$src KS_BUILDDIR=$build KEYSTONE_TEST_REQUIRE_SERVICES=1
 . "$src/tests/lib/pg.sh"
 # shellcheck source=../tests/lib/slapd.sh
 . "$src/tests/lib/slapd.sh"
+# shellcheck source=../tests/lib/slurm.sh
+. "$src/tests/lib/slurm.sh"
 ks_test_name=demo
 ks_scratch
 if [ "${KS_KEEP:-0}" = 1 ]; then ks_cleanups=(); fi
@@ -102,6 +109,56 @@ step "keystonectl tasks --limit 4   (what Keystone's /logs/tasks/ shows)"
 step "The task record keystoned wrote, as Keystone's API reads it"
 psql -X -q -x -c "SELECT task_id, task_name, periodic_task_name, status, worker, date_created, date_started, date_done, result, traceback
                   FROM django_celery_results_taskresult WHERE task_name = 'apps.logging.tasks.clear_log_records' ORDER BY date_created DESC LIMIT 1" | sed 's/^/    /'
+
+# shellcheck source=demo_notify.sh
+. "$src/scripts/demo_notify.sh"
+demo_notifications
+
+step "Starting a private Slurm cluster (munge, MariaDB, slurmdbd, slurmctld with jobcomp/keystone, slurmd)"
+mkdir -p "$KS_TMP/plugins" "$KS_TMP/spool"
+cp "$build/plugins/jobcomp/.libs/jobcomp_keystone.so" "$KS_TMP/plugins/"
+ks_slurm_start jobcomp/keystone "$KS_TMP/plugins" "$KS_TMP/spool" "flush_interval_ms=100"
+ks_slurm_add_accounts smith-lab
+ks_slurm_add_user alice smith-lab
+echo "cluster $KS_SLURM_CLUSTER; slurm.conf $SLURM_CONF:"
+grep -E '^JobComp' "$SLURM_CONF" | sed 's/^/    /'
+grep 'jobcomp/keystone' "$KS_SLURMCTLD_LOG" | sed 's/^/    slurmctld.log: /'
+ks_sql "INSERT INTO allocations_cluster (name, description, enabled, access_mode) VALUES ('$KS_SLURM_CLUSTER', 'demo cluster', true, 'OP')" >/dev/null
+
+step "Running a few jobs: as root and as alice (account smith-lab), one failing, one array, one cancelled"
+since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+cd "$KS_SLURM_JOBDIR"
+sbatch -Q -J hello --wrap 'echo hello; sleep 1'
+runuser -u alice -- env SLURM_CONF="$SLURM_CONF" sbatch -Q -J analysis -A smith-lab --wrap 'sleep 2'
+runuser -u alice -- env SLURM_CONF="$SLURM_CONF" sbatch -Q -J broken -A smith-lab --wrap 'exit 3'
+sbatch -Q -J sweep --array=1-3 --wrap 'true'
+held=$(sbatch --parsable -J later --begin=now+1hour --wrap 'true'); scancel "$held"
+ks_slurm_wait_jobs_done 120
+for id in $(sacct -n -X -P -a -S "$since" -o JobIDRaw); do ks_slurm_wait_in_sacct "$id" 60 >/dev/null; done
+cd "$src"
+
+step "keystoned ingests the plugin's spool into keystone_slurm.job"
+ks_write_conf "KEYSTONED_SPOOL_DIR=$KS_TMP/spool" "KEYSTONED_INGEST_INTERVAL=1" "KEYSTONED_SLURM_CONF=$SLURM_CONF" \
+    "KEYSTONED_SCHEDULE_LDAP_UPDATE_USERS=off" "KEYSTONED_SCHEDULE_CLEAR_LOG_RECORDS=off"
+"$KEYSTONED" >"$KS_TMP/keystoned-jobs.log" 2>&1 &
+daemon=$!
+all_in() { [ "$(ks_sql "SELECT count(*) FROM keystone_slurm.job")" -ge 7 ]; }
+ks_wait_for 60 all_in || { cat "$KS_TMP/keystoned-jobs.log"; echo "the jobs did not arrive" >&2; exit 1; }
+kill -TERM "$daemon"; wait "$daemon" || true
+grep -E 'ingest' "$KS_TMP/keystoned-jobs.log" | sed 's/^/    /' || true
+psql -X -q -P footer=off -c "SELECT j.jobid, j.jobname, j.username, j.account, t.name AS team, j.state, j.exitcode,
+                                    j.start, j.elapsed, j.alloctres, j.source
+                             FROM keystone_slurm.job j LEFT JOIN users_team t ON t.id = j.team_id
+                             ORDER BY j.job_id" | sed 's/^/    /'
+
+step "The same jobs as sacct shows them"
+SLURM_TIME_FORMAT=standard sacct -a -X -S "$since" -o JobID,JobName,User,Account,State,ExitCode,Start,Elapsed,AllocTRES%40 | sed 's/^/    /'
+
+step "keystonectl jobs check --since $since   (our table against slurmdbd, field by field)"
+"$KEYSTONECTL" jobs check --since "$since" | sed 's/^/    /'
+
+step "keystonectl run slurm_update_job_stats   (the 5-minute reconciliation: nothing to fill in)"
+"$KEYSTONECTL" run slurm_update_job_stats | sed 's/^/    /'
 
 if [ "${KS_KEEP:-0}" = 1 ]; then
     step "Kept: PostgreSQL still runs on 127.0.0.1:$PGPORT; configuration $KEYSTONE_CONF"

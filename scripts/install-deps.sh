@@ -8,10 +8,13 @@ packages=(
     # build
     g++ make autoconf automake libtool pkg-config
     libpqxx-dev libjansson-dev libldap-dev libcurl4-openssl-dev libmunge-dev libslurm-dev check
+    libkainjow-mustache-dev
     # tests and demo: a private PostgreSQL, psql, Python for reading JSON in tests
     postgresql postgresql-client python3 procps
     # LDAP tests: a private slapd with its own CA
     slapd ldap-utils openssl
+    # e-mail tests: a private SMTP sink
+    python3-aiosmtpd
     # the plugin: Debian's Slurm source (dpkg-dev unpacks it) and a single-node test cluster
     dpkg-dev munge mariadb-server slurmctld slurmd slurmdbd slurm-client
 )

@@ -33,6 +33,17 @@ const std::vector<TaskDef> &all_tasks()
         {"clear_log_records", "apps.logging.tasks.clear_log_records",
          "delete request, audit and task log records older than their retention", false,
          run_clear_log_records},
+        {"slurm_update_job_stats", "apps.allocations.tasks.jobstats.slurm_update_job_stats",
+         "reconcile keystone_slurm.job with slurmdbd, for each enabled cluster",
+         true, run_slurm_update_job_stats},
+        {"notify_upcoming_expirations",
+         "apps.notifications.tasks.upcoming_expirations.notify_upcoming_expirations",
+         "e-mail team members whose allocation request expires within their thresholds", false,
+         run_notify_upcoming_expirations},
+        {"notify_past_expirations",
+         "apps.notifications.tasks.past_expirations.notify_past_expirations",
+         "e-mail team members whose allocation request expired in the last three days", false,
+         run_notify_past_expirations},
     };
     return tasks;
 }
@@ -43,6 +54,11 @@ const TaskDef *find_task(const std::string &name)
         if (name == t.short_name || name == t.dotted_name)
             return &t;
     return nullptr;
+}
+
+bool task_takes_since(const TaskDef &task)
+{
+    return std::string(task.short_name) == "slurm_update_job_stats";
 }
 
 } // namespace keystone

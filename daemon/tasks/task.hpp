@@ -6,6 +6,8 @@
 #include "util.hpp"
 
 #include <atomic>
+#include <cstdint>
+#include <functional>
 #include <optional>
 #include <pqxx/pqxx>
 #include <string>
@@ -18,6 +20,17 @@ struct RunOptions {
     std::optional<std::string> cluster;  // per-cluster tasks: only this cluster
     bool scheduled = false;              // started by the scheduler (sets periodic_task_name)
     bool force = false;                  // apply a run a safety guard would stop (--force)
+    // Tasks that read a time window (task_takes_since): start it here, in seconds since the
+    // epoch, instead of where the last run left off (--since, for a backfill).
+    std::optional<std::int64_t> since;
+};
+
+// The run's own task record, set by the runner (run_task) so that a run can record sub-runs.
+struct RunRecord {
+    std::string task_id;    // the run's task_id; empty for dry runs (no record)
+    std::string task_name;  // the run's dotted task name
+    std::string short_name; // the task's short name, for messages
+    std::string worker;     // the worker column
 };
 
 // Everything one run of a task may use. A task reads the clock only through `now`, so a run has
@@ -44,10 +57,26 @@ public:
     void add_error(const std::string &message);
     const std::vector<std::string> &errors() const { return m_errors; }
 
+    void set_record(RunRecord record) { m_record = std::move(record); }
+    const RunRecord &record() const { return m_record; }
+
+    // Runs `body` for one cluster as a sub-run with its own task record, as Keystone's Celery
+    // tasks fanned out one subtask per cluster: task_name "<this task's dotted name>_for_cluster",
+    // task_args ('<cluster>',), same worker. `body` fills the sub-run's JSON summary (its
+    // record's result), which also goes into this run's summary under "clusters"; "subtasks"
+    // maps each cluster to its sub-run's task_id. The sub-run ends SUCCESS when `body` returns,
+    // FAILURE with the error text when it throws; a failure is also added to this run
+    // (add_error) as "<task> Cluster=<name> TaskId=<id>: <text>", so this run is a FAILURE too
+    // while the other clusters carry on. Returns whether `body` succeeded. Interrupted and lost
+    // PostgreSQL connections are rethrown after the sub-run's record is closed (when it still
+    // can be): the whole run ends. Dry runs, and runs without a record, write no sub-run record.
+    bool run_for_cluster(const std::string &cluster, const std::function<void(json_t *)> &body);
+
 private:
     const std::atomic<bool> &m_stop;
     JsonPtr m_summary;
     std::vector<std::string> m_errors;
+    RunRecord m_record;
 };
 
 struct TaskDef {
@@ -64,8 +93,14 @@ const std::vector<TaskDef> &all_tasks();
 // Looks a task up by its short or dotted name; nullptr when unknown.
 const TaskDef *find_task(const std::string &name);
 
+// Whether the task reads a time window that RunOptions::since (--since) can move.
+bool task_takes_since(const TaskDef &task);
+
 // The tasks (one function per file under tasks/).
 void run_clear_log_records(RunContext &ctx);
 void run_ldap_update_users(RunContext &ctx);
+void run_slurm_update_job_stats(RunContext &ctx);
+void run_notify_upcoming_expirations(RunContext &ctx);
+void run_notify_past_expirations(RunContext &ctx);
 
 } // namespace keystone
