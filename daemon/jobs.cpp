@@ -89,6 +89,8 @@ constexpr const char *upsert_sql =
     "    IS DISTINCT FROM (" KS_JOB_EXCLUDED_COLUMNS ", EXCLUDED.cluster_id,\n"
     "    EXCLUDED.team_id, EXCLUDED.user_id)\n"
     "  AND NOT (job.\"end\" IS NOT NULL AND EXCLUDED.\"end\" IS NULL)\n"
+    "  AND NOT (job.source = 'jobcomp' AND job.\"end\" IS NOT NULL\n"
+    "           AND EXCLUDED.source = 'slurmdbd' AND EXCLUDED.partition IS NULL)\n"
     "RETURNING (xmax = 0) AS inserted)\n"
     "SELECT count(*) FILTER (WHERE inserted), count(*) FROM w";
 

@@ -61,7 +61,10 @@ struct UpsertCounts {
     std::int64_t updated = 0;   // rows that changed
     std::int64_t unchanged = 0; // rows already equal, or kept because the stored job has ended
                                 // and the new one has not (a late slurmdbd view never undoes an
-                                // ending)
+                                // ending), or because the plugin delivered the ended job and the
+                                // new row is a slurmdbd placeholder (no partition: slurmdbd got
+                                // a job's end before its start, and after a slurmctld crash the
+                                // start may never come; keystonectl jobs check shows these)
 };
 
 // Writes `rows` into keystone_slurm.job in the caller's transaction: COPY into a temporary

@@ -77,9 +77,10 @@ for id in "${ids[@]}"; do ks_wait_for 10 has_job "$id" before-kill; done
 ks_slurmctld_kill9
 for id in "${ids[@]}"; do check "JobId=$id is on disk after kill -9 of slurmctld" has_job "$id" before-kill; done
 check "slurmctld starts again with the plugin" ks_slurmctld_start
-ks_slurm_wait_node 60
+check "the node registers again" ks_slurm_wait_node 180
 after=$(sbatch --parsable -J after-restart --wrap 'true')
-check "a job after the restart arrives too" ks_wait_for 90 has_job "$after" after-restart
+check "a job after the restart arrives too" ks_wait_for 180 has_job "$after" after-restart
+check "slurmctld is still up after it" ks_slurmctld_ready
 # A record written twice is harmless (keystoned's upsert); a missing one is not.
 names=$(records | awk '!seen[$1 " " $2 " " $11]++ { print $2 }')
 check_eq "every kind of job of the run is in the spool" "after-restart arr as-ktest before-kill failing ok pending srun-ok" \
