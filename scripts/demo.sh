@@ -126,7 +126,9 @@ grep 'jobcomp/keystone' "$KS_SLURMCTLD_LOG" | sed 's/^/    slurmctld.log: /'
 ks_sql "INSERT INTO allocations_cluster (name, description, enabled, access_mode) VALUES ('$KS_SLURM_CLUSTER', 'demo cluster', true, 'OP')" >/dev/null
 
 step "Running a few jobs: as root and as alice (account smith-lab), one failing, one array, one cancelled"
-since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+now=$(date +%s)
+since=$(date -u -d "@$now" +%Y-%m-%dT%H:%M:%SZ)        # keystonectl: UTC
+since_local=$(date -d "@$now" +%Y-%m-%dT%H:%M:%S)      # sacct -S: local time, no zone suffix
 cd "$KS_SLURM_JOBDIR"
 sbatch -Q -J hello --wrap 'echo hello; sleep 1'
 runuser -u alice -- env SLURM_CONF="$SLURM_CONF" sbatch -Q -J analysis -A smith-lab --wrap 'sleep 2'
@@ -134,7 +136,7 @@ runuser -u alice -- env SLURM_CONF="$SLURM_CONF" sbatch -Q -J broken -A smith-la
 sbatch -Q -J sweep --array=1-3 --wrap 'true'
 held=$(sbatch --parsable -J later --begin=now+1hour --wrap 'true'); scancel "$held"
 ks_slurm_wait_jobs_done 120
-for id in $(sacct -n -X -P -a -S "$since" -o JobIDRaw); do ks_slurm_wait_in_sacct "$id" 60 >/dev/null; done
+for id in $(sacct -n -X -P -a -S "$since_local" -o JobIDRaw); do ks_slurm_wait_in_sacct "$id" 60 >/dev/null; done
 cd "$src"
 
 step "keystoned ingests the plugin's spool into keystone_slurm.job"
@@ -152,7 +154,7 @@ psql -X -q -P footer=off -c "SELECT j.jobid, j.jobname, j.username, j.account, t
                              ORDER BY j.job_id" | sed 's/^/    /'
 
 step "The same jobs as sacct shows them"
-SLURM_TIME_FORMAT=standard sacct -a -X -S "$since" -o JobID,JobName,User,Account,State,ExitCode,Start,Elapsed,AllocTRES%40 | sed 's/^/    /'
+SLURM_TIME_FORMAT=standard sacct -a -X -S "$since_local" -o JobID,JobName,User,Account,State,ExitCode,Start,Elapsed,AllocTRES%40 | sed 's/^/    /'
 
 step "keystonectl jobs check --since $since   (our table against slurmdbd, field by field)"
 "$KEYSTONECTL" jobs check --since "$since" | sed 's/^/    /'
