@@ -112,6 +112,9 @@ check "slurmdbd has their full records" ks_wait_for 60 ks_sacct_settled "${down[
 check "and they equal sacct" ks_compare_with_sacct "$KS_SLURM_CLUSTER" "${down[@]}"
 
 # --- slurmctld killed right after jobs end --------------------------------------------------------
+# The jobs above are in slurmctld's saved state before the crash (it saves every few seconds);
+# the crash is about the jobs below.
+ks_slurmctld_wait_saved
 killed=()
 for _ in 1 2 3; do killed+=("$(sbatch --parsable -J before-kill --wrap 'true')"); done
 ks_slurm_wait_jobs_done 60
