@@ -131,11 +131,22 @@ struct Config {
     // KEYSTONED_SLURM_CONF: slurm.conf for the slurmdb API; empty: libslurm's default
     // ($SLURM_CONF, else the path Slurm was built with).
     std::string slurm_conf;
+    // KEYSTONED_SLURMDB_TIMEOUT: seconds (10..3600) one slurmdbd request may take before it is
+    // abandoned (libslurm itself waits up to 900 s per attempt on a slurmdbd that stopped
+    // answering).
+    int slurmdb_timeout = 300;
     // The reconciliation reads slurmdbd from its last watermark minus KEYSTONED_JOBS_OVERLAP
     // seconds (0..2592000); the first run of a cluster reads KEYSTONED_JOBS_FIRST_WINDOW
     // seconds back (60..31536000).
     int jobs_overlap = 3600;
     int jobs_first_window = 86400;
+
+    // The limits task's circuit breaker: a cluster's run is not applied (without --force) when
+    // it would lower more than KEYSTONED_LIMITS_MAX_LOWER_PERCENT per cent (0..100) of the
+    // managed accounts' limits and at least KEYSTONED_LIMITS_MIN_LOWERED (1..1000000) of them,
+    // or set an active team's limit to 0.
+    int limits_max_lower_percent = 20;
+    int limits_min_lowered = 5;
 
     // Expiration notices. KEYSTONED_EMAIL_CA_FILE: CA certificates for the SMTP server's
     // certificate (EMAIL_USE_TLS); empty: the system's trust store.

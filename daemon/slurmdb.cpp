@@ -27,6 +27,8 @@
 #include "slurmdb.hpp"
 
 #include "log.hpp"
+#include "slurm_internal.hpp"
+#include "slurm_watchdog.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -50,21 +52,22 @@
 extern "C" {
 // Exported by libslurm 22.05 but not declared in its public headers.
 char *slurm_job_state_string(uint32_t state);
-// libslurm's parsed slurm.conf (declared in slurm.h's type, not as a variable); read only, for
-// naming slurmdbd's address in error messages.
-extern slurm_conf_t slurm_conf;
 }
 
 namespace keystone {
 
-namespace {
+namespace slurm_internal {
 
-// libslurm keeps process-wide state (its configuration, the loaded accounting_storage plugin,
-// the persistent connection's buffers): every call into it holds this mutex.
 std::mutex &slurm_mutex() {
     static std::mutex m;
     return m;
 }
+
+} // namespace slurm_internal
+
+using namespace slurm_internal;
+
+namespace {
 
 // What slurm_init() was called with; guarded by slurm_mutex().
 struct LibraryState {
@@ -78,53 +81,6 @@ LibraryState &library_state() {
 
 constexpr const char *builtin_slurm_conf = "/etc/slurm/slurm.conf";
 
-struct ListDeleter {
-    void operator()(void *l) const noexcept { slurm_list_destroy(static_cast<List>(l)); }
-};
-using ListPtr = std::unique_ptr<std::remove_pointer_t<List>, ListDeleter>;
-
-struct IteratorDeleter {
-    void operator()(void *i) const noexcept {
-        slurm_list_iterator_destroy(static_cast<ListIterator>(i));
-    }
-};
-using IteratorPtr = std::unique_ptr<std::remove_pointer_t<ListIterator>, IteratorDeleter>;
-
-void free_item(void *p) {
-    std::free(p);
-}
-
-// A list of strings libslurm can pack (cluster_list, state_list): we own it and its items.
-ListPtr string_list(const std::vector<std::string> &items) {
-    ListPtr l(slurm_list_create(free_item));
-    for (const auto &s : items) {
-        char *copy = strdup(s.c_str());
-        if (!copy)
-            throw std::bad_alloc();
-        slurm_list_append(l.get(), copy);
-    }
-    return l;
-}
-
-// Calls `f` for every item of a list libslurm returned.
-template <typename T, typename F> void for_each_item(List l, F f) {
-    IteratorPtr it(slurm_list_iterator_create(l));
-    while (void *p = slurm_list_next(it.get()))
-        f(*static_cast<T *>(p));
-}
-
-std::string slurm_error_text() {
-    const int e = slurm_get_errno();
-    if (e == 0)
-        return "no error code from libslurm";
-    const char *s = slurm_strerror(e);
-    return std::string(s ? s : "unknown error") + " (" + std::to_string(e) + ")";
-}
-
-std::string text(const char *s) {
-    return s ? s : "";
-}
-
 std::optional<std::int64_t> time_value(time_t t) {
     // sacct prints 0 and INFINITE as "Unknown", NO_VAL as "None".
     if (t <= 0 || t == static_cast<time_t>(INFINITE) || t == static_cast<time_t>(NO_VAL))
@@ -137,36 +93,6 @@ std::optional<std::int64_t> uint_value(std::uint32_t v) {
     if (v == NO_VAL || v == INFINITE)
         return std::nullopt;
     return static_cast<std::int64_t>(v);
-}
-
-// "id=count,id=count" -> (id, count) pairs in order; malformed parts are skipped, as Slurm does.
-std::vector<std::pair<std::uint32_t, std::uint64_t>> parse_tres(const std::string &s) {
-    std::vector<std::pair<std::uint32_t, std::uint64_t>> out;
-    size_t pos = 0;
-    while (pos < s.size()) {
-        size_t comma = s.find(',', pos);
-        if (comma == std::string::npos)
-            comma = s.size();
-        const std::string part = s.substr(pos, comma - pos);
-        pos = comma + 1;
-        const size_t eq = part.find('=');
-        if (eq == std::string::npos)
-            continue;
-        const long id = std::strtol(part.c_str(), nullptr, 10);
-        if (id <= 0)
-            continue;
-        const unsigned long long count = std::strtoull(part.c_str() + eq + 1, nullptr, 10);
-        out.emplace_back(static_cast<std::uint32_t>(id), static_cast<std::uint64_t>(count));
-    }
-    return out;
-}
-
-// slurmdb_find_tres_count_in_string(): the count of `id`, INFINITE64 when it is not there.
-std::uint64_t tres_count(const std::string &s, std::uint32_t id) {
-    for (const auto &[i, c] : parse_tres(s))
-        if (i == id)
-            return c;
-    return INFINITE64;
 }
 
 // getpwuid_r / getgrgid_r with a cache for one read (thousands of jobs, a few users).
@@ -201,7 +127,69 @@ private:
     std::map<std::uint32_t, std::string> m_users, m_groups;
 };
 
-// init under slurm_mutex().
+} // namespace
+
+namespace slurm_internal {
+
+void free_item(void *p) {
+    std::free(p);
+}
+
+// A list of strings libslurm can pack (cluster_list, state_list): we own it and its items.
+ListPtr string_list(const std::vector<std::string> &items) {
+    ListPtr l(slurm_list_create(free_item));
+    for (const auto &s : items) {
+        char *copy = strdup(s.c_str());
+        if (!copy)
+            throw std::bad_alloc();
+        slurm_list_append(l.get(), copy);
+    }
+    return l;
+}
+
+std::string slurm_error_text() {
+    const int e = slurm_get_errno();
+    if (e == 0)
+        return "no error code from libslurm";
+    const char *s = slurm_strerror(e);
+    return std::string(s ? s : "unknown error") + " (" + std::to_string(e) + ")";
+}
+
+std::string text(const char *s) {
+    return s ? s : "";
+}
+
+// "id=count,id=count" -> (id, count) pairs in order; malformed parts are skipped, as Slurm does.
+std::vector<std::pair<std::uint32_t, std::uint64_t>> parse_tres(const std::string &s) {
+    std::vector<std::pair<std::uint32_t, std::uint64_t>> out;
+    size_t pos = 0;
+    while (pos < s.size()) {
+        size_t comma = s.find(',', pos);
+        if (comma == std::string::npos)
+            comma = s.size();
+        const std::string part = s.substr(pos, comma - pos);
+        pos = comma + 1;
+        const size_t eq = part.find('=');
+        if (eq == std::string::npos)
+            continue;
+        const long id = std::strtol(part.c_str(), nullptr, 10);
+        if (id <= 0)
+            continue;
+        const unsigned long long count = std::strtoull(part.c_str() + eq + 1, nullptr, 10);
+        out.emplace_back(static_cast<std::uint32_t>(id), static_cast<std::uint64_t>(count));
+    }
+    return out;
+}
+
+// slurmdb_find_tres_count_in_string(): the count of `id`, INFINITE64 when it is not there.
+std::uint64_t tres_count(const std::string &s, std::uint32_t id) {
+    for (const auto &[i, c] : parse_tres(s))
+        if (i == id)
+            return c;
+    return INFINITE64;
+}
+
+// Declared in slurm_internal.hpp.
 void library_init_locked(const std::string &setting) {
     LibraryState &st = library_state();
     const std::string path = slurm_conf_path(setting);
@@ -228,7 +216,7 @@ void library_init_locked(const std::string &setting) {
     log_verbose("slurmdb: libslurm initialised from %s", path.c_str());
 }
 
-} // namespace
+} // namespace slurm_internal
 
 std::string slurm_conf_path(const std::string &setting) {
     if (!setting.empty())
@@ -377,13 +365,22 @@ std::string derived_exit_code_of(std::uint32_t status) {
     return exit_code_text(code, sig);
 }
 
-SlurmdbConnection::SlurmdbConnection(const std::string &slurm_conf_setting) {
+SlurmdbConnection::SlurmdbConnection(const std::string &slurm_conf_setting, int timeout_seconds)
+    : m_timeout(timeout_seconds) {
     std::lock_guard<std::mutex> lock(slurm_mutex());
     library_init_locked(slurm_conf_setting);
     m_conf = library_state().path;
     slurm_seterrno(0);
     std::uint16_t flags = 0; // no persistent-connection flags, as sacct
+    SlurmdbdDeadline deadline(m_timeout, "opening a connection", "");
     m_db = slurmdb_connection_get(&flags);
+    if (deadline.finish()) {
+        // libslurm returns a handle whose connection failed; the first request would reconnect
+        // and wait as long again.
+        if (m_db)
+            slurmdb_connection_close(&m_db);
+        throw SlurmdbdTimeout(deadline.message());
+    }
     if (!m_db)
         throw SlurmError("slurmdb: cannot open a connection to slurmdbd (" + where() +
                          "): " + slurm_error_text());
@@ -409,7 +406,9 @@ bool SlurmdbConnection::cluster_exists(const std::string &cluster) {
     cond.cluster_list = names.get();
     slurm_seterrno(0);
     // Never slurmdb_destroy_cluster_cond(&cond): it frees the struct itself, which is ours.
+    SlurmdbdDeadline deadline(m_timeout, "looking up the cluster", cluster);
     ListPtr found(slurmdb_clusters_get(m_db, &cond));
+    deadline.done(!found);
     if (!found)
         throw SlurmError("slurmdbd: cannot look up Cluster=" + cluster + ": " + slurm_error_text() +
                          " (" + where() + ")");
@@ -421,12 +420,14 @@ bool SlurmdbConnection::cluster_exists(const std::string &cluster) {
     return exists;
 }
 
-void SlurmdbConnection::load_names() {
+void SlurmdbConnection::load_names(const std::string &cluster) {
     slurmdb_qos_cond_t qcond;
     std::memset(&qcond, 0, sizeof qcond);
     qcond.with_deleted = 1; // old jobs may name a QOS deleted since, as in sacct
     slurm_seterrno(0);
+    SlurmdbdDeadline qos_deadline(m_timeout, "reading the QOS names", cluster);
     ListPtr qos(slurmdb_qos_get(m_db, &qcond));
+    qos_deadline.done(!qos);
     if (!qos)
         throw SlurmError("cannot read the QOS names: " + slurm_error_text());
     std::map<std::uint32_t, std::string> qos_names;
@@ -437,7 +438,9 @@ void SlurmdbConnection::load_names() {
     std::memset(&tcond, 0, sizeof tcond);
     tcond.with_deleted = 1;
     slurm_seterrno(0);
+    SlurmdbdDeadline tres_deadline(m_timeout, "reading the TRES names", cluster);
     ListPtr tres(slurmdb_tres_get(m_db, &tcond));
+    tres_deadline.done(!tres);
     if (!tres)
         throw SlurmError("cannot read the TRES names: " + slurm_error_text());
     std::map<std::uint32_t, std::pair<std::string, bool>> tres_names;
@@ -493,7 +496,9 @@ std::vector<JobRow> SlurmdbConnection::read_jobs(const JobQuery &q) {
     std::lock_guard<std::mutex> lock(slurm_mutex());
     if (!m_names_loaded) {
         try {
-            load_names();
+            load_names(q.cluster);
+        } catch (const SlurmdbdTimeout &) {
+            throw; // names the request, the cluster and the address already
         } catch (const SlurmError &e) {
             throw SlurmError(what + e.what() + " (" + where() + ")");
         }
@@ -538,7 +543,9 @@ std::vector<JobRow> SlurmdbConnection::read_jobs(const JobQuery &q) {
     slurm_seterrno(0);
     // Never slurmdb_destroy_job_cond(&cond): it frees the struct itself (ours, on the stack);
     // its lists are ours too and go with their ListPtr.
+    SlurmdbdDeadline deadline(m_timeout, "reading the jobs", q.cluster);
     ListPtr jobs(slurmdb_jobs_get(m_db, &cond));
+    deadline.done(!jobs);
     if (!jobs)
         throw SlurmError(what + slurm_error_text() + " (" + where() + ")");
 

@@ -96,7 +96,7 @@ void reconcile_cluster(RunContext &ctx, std::unique_ptr<SlurmdbConnection> &db,
 
     const auto t_read = std::chrono::steady_clock::now();
     if (!db)
-        db = std::make_unique<SlurmdbConnection>(ctx.config.slurm_conf);
+        db = std::make_unique<SlurmdbConnection>(ctx.config.slurm_conf, ctx.config.slurmdb_timeout);
     std::vector<JobRow> rows = read_cluster(*db, cluster, since, until);
     // slurmdbd answers an unknown cluster with no jobs: ask only then (one request less).
     if (rows.empty() && !db->cluster_exists(cluster))
