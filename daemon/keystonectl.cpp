@@ -4,8 +4,10 @@
 
 #include "config.hpp"
 #include "db.hpp"
+#include "doctor.hpp"
 #include "error.hpp"
 #include "job_check.hpp"
+#include "limits_cli.hpp"
 #include "log.hpp"
 #include "migrate.hpp"
 #include "notify_cli.hpp"
@@ -54,6 +56,13 @@ void main_usage(FILE *out)
                  "  db migrate [--keystone-schema]\n"
                  "                      apply keystone_slurm's schema migrations\n"
                  "  db status           show the schema versions\n"
+                 "  limits plan [--cluster NAME] [--all] [--json]\n"
+                 "                      show what update_limits would change, change nothing\n"
+                 "  limits apply [--cluster NAME] [--force]\n"
+                 "                      run update_limits now (--force: over the circuit breaker)\n"
+                 "  limits history [--cluster NAME] [--account NAME] [--since T] [--json]\n"
+                 "                      list the limit changes update_limits made\n"
+                 "  doctor [--json]     check the installation, say what to change\n"
                  "  notify preview [--request ID] [--user NAME] [--raw]\n"
                  "                      render the expiration notices due today, send nothing\n\n"
                  "Options:\n"
@@ -167,8 +176,9 @@ int cmd_run(const Global &g, int argc, char **argv)
         "                  T: YYYY-MM-DD[THH:MM[:SS]][Z] or an age such as 6h, 3d\n"
         "  --dry-run       report what the run would change; change nothing, record nothing\n"
         "  --force         apply a run a safety guard stops (ldap_update_users: mass removal,\n"
-        "                  empty directory; notify_past_expirations: do not wait for\n"
-        "                  update_limits to settle the day)\n"
+        "                  empty directory; update_limits: the circuit breaker (mass\n"
+        "                  lowering, an active team set to 0); notify_past_expirations: do not\n"
+        "                  wait for update_limits to settle the day)\n"
         "  --json          print the outcome as one JSON object\n\n"
         "Exit status: 0 SUCCESS, 1 FAILURE, 2 usage error, 75 another run of TASK is in "
         "progress.\n";
@@ -569,7 +579,7 @@ int cmd_jobs_check(const Global &g, int argc, char **argv)
                                  "(name one with --cluster)\n");
             return exit_check_error;
         }
-        SlurmdbConnection slurmdb(config.slurm_conf);
+        SlurmdbConnection slurmdb(config.slurm_conf, config.slurmdb_timeout);
         for (const auto &c : clusters)
             results.push_back(check_jobs(conn, slurmdb, c, since, until));
     } catch (const std::exception &e) {
@@ -663,6 +673,20 @@ int main(int argc, char **argv)
         return cmd_jobs(g, sub_argc, sub_argv);
     if (cmd == "notify")
         return notify_command(sub_argc, sub_argv, [&] { return load(g); });
+    if (cmd == "doctor")
+        return doctor_command(sub_argc, sub_argv, [&] { return load(g); });
+    if (cmd == "limits") {
+        // limits apply [OPTIONS] is run update_limits [OPTIONS].
+        if (sub_argc >= 2 && std::strcmp(sub_argv[1], "apply") == 0) {
+            std::vector<char *> args = {sub_argv[0], const_cast<char *>("update_limits")};
+            for (int i = 2; i < sub_argc; ++i)
+                args.push_back(sub_argv[i]);
+            args.push_back(nullptr);
+            return cmd_run(g, static_cast<int>(args.size()) - 1, args.data());
+        }
+        return limits_command(sub_argc, sub_argv, [&] { return load(g); });
+    }
+
     if (cmd == "help") {
         main_usage(stdout);
         return EXIT_SUCCESS;

@@ -5,6 +5,7 @@
 #include "config.hpp"
 #include "error.hpp"
 #include "ingest.hpp"
+#include "limits_run.hpp"
 #include "log.hpp"
 #include "scheduler.hpp"
 #include "util.hpp"
@@ -16,6 +17,7 @@
 #include <cstring>
 #include <getopt.h>
 #include <string>
+#include <thread>
 
 using namespace keystone;
 
@@ -175,6 +177,11 @@ int main(int argc, char **argv)
     }
     // After the scheduler: its start-up waited for PostgreSQL and checked the schema.
     ingest.start();
+    // The Slurm settings the limits task relies on, checked once at start (in the background:
+    // a slurmctld that does not answer must not hold up the start).
+    std::thread preflight;
+    if (!config->schedules.at("update_limits").empty())
+        preflight = std::thread([cfg = config] { log_limit_prerequisites(*cfg); });
     log_info("keystoned: running");
 
     while (!stop.load()) {
@@ -214,6 +221,8 @@ int main(int argc, char **argv)
         }
     }
     // Reverse order of start-up. The ingest rolls back an open transaction: its files stay.
+    if (preflight.joinable())
+        preflight.join();
     const bool ingest_clean = ingest.shutdown();
     const bool clean = scheduler.shutdown();
     if (!ingest_clean) {

@@ -33,6 +33,10 @@ const std::vector<TaskDef> &all_tasks()
         {"clear_log_records", "apps.logging.tasks.clear_log_records",
          "delete request, audit and task log records older than their retention", false,
          run_clear_log_records},
+        {"update_limits", "apps.allocations.tasks.limits.update_limits",
+         "set Slurm GrpTRESMins billing limits and settle expired allocations, for each "
+         "enabled cluster",
+         true, run_update_limits},
         {"slurm_update_job_stats", "apps.allocations.tasks.jobstats.slurm_update_job_stats",
          "reconcile keystone_slurm.job with slurmdbd, for each enabled cluster",
          true, run_slurm_update_job_stats},

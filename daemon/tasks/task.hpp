@@ -100,6 +100,7 @@ bool task_takes_since(const TaskDef &task);
 void run_clear_log_records(RunContext &ctx);
 void run_ldap_update_users(RunContext &ctx);
 void run_slurm_update_job_stats(RunContext &ctx);
+void run_update_limits(RunContext &ctx);
 void run_notify_upcoming_expirations(RunContext &ctx);
 void run_notify_past_expirations(RunContext &ctx);
 

@@ -20,7 +20,10 @@
 #   KS_SLURM_PLUGINDIR  Debian's plugin folder
 #   KS_MUNGE_SOCKET   munged's socket (also AuthInfo and AccountingStoragePass in slurm.conf)
 # Optional before ks_slurm_start: KS_SLURM_NODE_CPUS, the CPUs the node claims (more than the
-# machine has, for many tiny jobs at once: SlurmdParameters=config_overrides is set then).
+# machine has, for many tiny jobs at once: SlurmdParameters=config_overrides is set then);
+# KS_SLURM_BILLING_WEIGHTS, the partition's TRESBillingWeights (default "CPU=1.0"; e.g.
+# "CPU=3600" makes a 1-CPU job charge one billing-minute per second, so short jobs use up
+# GrpTRESMins limits of a few service units).
 # Root is in account "root" (made by "sacctmgr add cluster"); other accounts and users come from
 # ks_slurm_add_accounts / ks_slurm_add_user. Timings on a busy 2-core VM: start 5-9 s (most of it
 # mariadb-install-db's fsyncs; ~4 s with TMPDIR=/dev/shm), slurmctld restart 2-3.5 s, stop ~3 s.
@@ -198,7 +201,7 @@ ReturnToService=2
 MinJobAge=300
 KillWait=5
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=${KS_SLURM_NODE_CPUS:-$(nproc)} RealMemory=1000 State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP TRESBillingWeights="CPU=1.0"
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP TRESBillingWeights="${KS_SLURM_BILLING_WEIGHTS:-CPU=1.0}"
 EOF
     chmod 644 "$d/etc/slurm.conf"
     # More CPUs than the machine has (KS_SLURM_NODE_CPUS) only with the node's config trusted.
