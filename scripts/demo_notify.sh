@@ -14,7 +14,8 @@ demo_notifications() {
     echo "SMTP sink on 127.0.0.1:$KS_SMTP_PORT, capturing to $KS_SMTP_MAILDIR/new"
     # The e-mail settings for the runs below, as environment overrides of keystoned.conf.
     local mail=(env EMAIL_HOST=127.0.0.1 "EMAIL_PORT=$KS_SMTP_PORT"
-        EMAIL_FROM_ADDRESS=keystone@example.org KEYSTONED_NOTIFY_RETRY_WINDOW=0)
+        EMAIL_FROM_ADDRESS=keystone@example.org KEYSTONED_NOTIFY_RETRY_WINDOW=0
+        KEYSTONED_NOTIFY_SETTLE_WAIT=0)
 
     step "Smith Lab (admin and alice): a request expiring in 30 days, one that expired today"
     psql -X -q -v ON_ERROR_STOP=1 -o /dev/null <<'SQL'

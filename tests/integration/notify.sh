@@ -22,10 +22,14 @@ hour=$((10#$(date -u +%H)))
 if [ "$hour" -ge 20 ] || [ "$hour" -lt 2 ]; then tz=Etc/GMT-9; fi # UTC+9
 TPL=$KS_TMP/templates
 mkdir -p "$TPL"
+# update_limits is off unless a part of the test switches it on (limits_schedule): with it on,
+# notify_past_expirations waits for its run of the day.
+limits_schedule=off
 conf() {
     ks_write_conf "EMAIL_HOST=127.0.0.1" "EMAIL_PORT=$KS_SMTP_PORT" \
         "EMAIL_FROM_ADDRESS=keystone@example.org" "EMAIL_TEMPLATE_DIR=$TPL" \
-        "CONFIG_TIMEZONE=$tz" "KEYSTONED_NOTIFY_RETRY_WINDOW=0" "KEYSTONED_SPOOL_DIR=" "$@"
+        "CONFIG_TIMEZONE=$tz" "KEYSTONED_NOTIFY_RETRY_WINDOW=0" "KEYSTONED_SPOOL_DIR=" \
+        "KEYSTONED_SCHEDULE_UPDATE_LIMITS=$limits_schedule" "$@"
 }
 conf
 "$KEYSTONECTL" db migrate --keystone-schema >/dev/null || { echo "migrate failed"; exit 99; }
@@ -168,7 +172,7 @@ rid() { ks_sql "SELECT id FROM allocations_allocationrequest WHERE title = '$1'"
 R4=$(rid 'Expired today'); R5=$(rid 'Expired 2 days ago'); R6=$(rid 'Expired 3 days ago'); R7=$(rid 'Expires tomorrow')
 out=$(run notify_past_expirations); rc=$?
 check_eq "past run: SUCCESS" "0 SUCCESS" "$rc $(printf '%s' "$out" | jget status)"
-check_eq "nothing to wait for: update_limits is not part of this build" "absent" "$(printf '%s' "$out" | jget result.settlement)"
+check_eq "nothing to wait for: update_limits is switched off" "off" "$(printf '%s' "$out" | jget result.settlement)"
 check_eq "expired today: erin and grace (frank opted out)" "erin,grace" "$(notices RD "$R4")"
 check_eq "expired two days ago (a missed day): still sent" "erin,grace" "$(notices RD "$R5")"
 check_eq "expired three days ago: not sent" "" "$(notices RD "$R6")"
@@ -178,6 +182,35 @@ check_eq "frank gets nothing" "0" "$(mailq count frank@example.org)"
 check_match "the past notice shows the final usage" "600 of 800 SUs used \(75%\)" "$(ks_sql "SELECT message_text FROM notifications_notification n JOIN users_user u ON u.id = n.user_id WHERE u.username = 'erin' AND n.metadata->'request_id' = to_jsonb($R4::bigint)")"
 out=$(run notify_past_expirations)
 check_eq "a second run sends nothing" "0" "$(printf '%s' "$out" | jget result.sent)"
+
+# --- the midnight order: past notices wait for update_limits to settle the day (spec §6.3) -------
+limits_schedule="0 * * * *"
+conf "KEYSTONED_NOTIFY_SETTLE_WAIT=1"
+sqlrun <<'SQL'
+SELECT t_team('Settle Lab');
+SELECT t_user('ophelia', 'ophelia@example.org');
+SELECT t_member('ophelia', 'Settle Lab');
+SELECT t_request('Settle Lab', 'Unsettled today', -400, 0), t_request('Settle Lab', 'Settled yesterday', -400, -1);
+INSERT INTO allocations_resourceallocation (requested, awarded, final, cluster_id, request_id)
+SELECT 500, 500, CASE WHEN title = 'Settled yesterday' THEN 100 END, 1, id
+FROM allocations_allocationrequest WHERE title IN ('Unsettled today', 'Settled yesterday');
+SQL
+RU=$(rid 'Unsettled today'); RS=$(rid 'Settled yesterday')
+out=$(run notify_past_expirations); rc=$?
+check_eq "no update_limits run since midnight: waited KEYSTONED_NOTIFY_SETTLE_WAIT, then FAILURE" "1 FAILURE pending" "$rc $(printf '%s' "$out" | jget status) $(printf '%s' "$out" | jget result.settlement)"
+check_eq "the notice of the unsettled request is held back" "1" "$(printf '%s' "$out" | jget result.held_unsettled)"
+check_eq "held back: not recorded" "" "$(notices RD "$RU")"
+check_eq "the settled one is sent" "ophelia" "$(notices RD "$RS")"
+# update_limits ran since midnight (its task record, as keystoned writes it) and settled the day.
+ks_sql "UPDATE allocations_resourceallocation SET final = 300 WHERE request_id = $RU;
+        INSERT INTO django_celery_results_taskresult (task_id, task_name, status, content_type, content_encoding, date_created, date_done)
+        VALUES ('limits-today', 'apps.allocations.tasks.limits.update_limits', 'SUCCESS', 'application/json', 'utf-8', now(), now())" >/dev/null
+out=$(run notify_past_expirations); rc=$?
+check_eq "after update_limits' run: SUCCESS, settled" "0 SUCCESS done" "$rc $(printf '%s' "$out" | jget status) $(printf '%s' "$out" | jget result.settlement)"
+check_eq "the held notice goes out now" "ophelia" "$(notices RD "$RU")"
+check_match "with the final usage" "300 of 500 SUs used \(60%\)" "$(ks_sql "SELECT message_text FROM notifications_notification WHERE metadata->'request_id' = to_jsonb($RU::bigint)")"
+limits_schedule=off
+conf
 
 # --- who gets nothing: inactive users and teams, pending and declined requests, no e-mail --------
 sqlrun <<'SQL'
@@ -424,7 +457,7 @@ SQL
 RC=$(rid 'Crash request')
 crashed() { ks_sql "SELECT count(*) FROM notifications_notification WHERE metadata->'request_id' = to_jsonb($RC::bigint)"; }
 conf "KEYSTONED_SCHEDULE_LDAP_UPDATE_USERS=off" "KEYSTONED_SCHEDULE_CLEAR_LOG_RECORDS=off" \
-    "KEYSTONED_SCHEDULE_UPDATE_LIMITS=off" "KEYSTONED_SCHEDULE_SLURM_UPDATE_JOB_STATS=off" \
+    "KEYSTONED_SCHEDULE_SLURM_UPDATE_JOB_STATS=off" \
     "KEYSTONED_SCHEDULE_NOTIFY_PAST_EXPIRATIONS=off" "KEYSTONED_LOG_LEVEL=verbose"
 ks_smtp_restart --delay 0.05
 daemon_pid=
