@@ -4,7 +4,8 @@
 # the installed Slurm), starts a throwaway PostgreSQL and OpenLDAP on loopback, creates the Keystone
 # tables and ours, seeds a little demo data, lets keystoned run its tasks once, then starts a
 # single-node Slurm cluster with the plugin loaded, runs a few jobs and shows them in PostgreSQL
-# beside sacct's view, with `keystonectl jobs check` agreeing. Everything lives in a temporary folder that is removed at the end
+# beside sacct's view, with `keystonectl jobs check` agreeing, and sets a team's GrpTRESMins from
+# its allocations (`keystonectl limits plan`, `limits apply`, sacctmgr's view). Everything lives in a temporary folder that is removed at the end
 # (KS_KEEP=1 keeps it and the server running). Run as root on Debian 12.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -161,6 +162,37 @@ step "keystonectl jobs check --since $since   (our table against slurmdbd, field
 
 step "keystonectl run slurm_update_job_stats   (the 5-minute reconciliation: nothing to fill in)"
 "$KEYSTONECTL" run slurm_update_job_stats | sed 's/^/    /'
+
+step "Limits: Smith Lab has an allocation that expired today (500 SU) and an active one (2,000 SU) on $KS_SLURM_CLUSTER"
+psql -X -q -v ON_ERROR_STOP=1 -o /dev/null <<SQL
+INSERT INTO allocations_allocationrequest (title, description, submitted, active, expire, status, submitter_id, team_id)
+SELECT 'Spring allocation', 'demo', now() - interval '200 days', current_date - 180, current_date, 'AP', 1, id FROM users_team WHERE slug = 'smith-lab'
+UNION ALL
+SELECT 'Fall allocation', 'demo', now() - interval '20 days', current_date - 10, current_date + 355, 'AP', 1, id FROM users_team WHERE slug = 'smith-lab';
+INSERT INTO allocations_resourceallocation (requested, awarded, final, cluster_id, request_id)
+SELECT CASE r.title WHEN 'Spring allocation' THEN 500 ELSE 2500 END, CASE r.title WHEN 'Spring allocation' THEN 500 ELSE 2000 END,
+       NULL, c.id, r.id
+FROM allocations_allocationrequest r, allocations_cluster c
+WHERE c.name = '$KS_SLURM_CLUSTER' AND r.title IN ('Spring allocation', 'Fall allocation');
+SQL
+# What last hour's run would have set: 500 + 2,000 SU = 150,000 billing minutes.
+sacctmgr -i -Q modify account where name=smith-lab cluster="$KS_SLURM_CLUSTER" set GrpTRESMins=billing=150000 >/dev/null
+echo "    before: $(sacctmgr -n -P show assoc where account=smith-lab cluster="$KS_SLURM_CLUSTER" format=account,user,grptresmins | awk -F'|' '$2 == ""')"
+
+step "keystonectl limits plan --all   (per account: limit, usage and new limit in SUs; changes nothing)"
+"$KEYSTONECTL" limits plan --all | sed 's/^/    /'
+
+step "keystonectl limits apply   (= keystonectl run update_limits: settles Spring, sets the new limit)"
+"$KEYSTONECTL" limits apply | sed 's/^/    /'
+
+step "sacctmgr show assoc: GrpTRESMins as slurmdbd has it now"
+sacctmgr show assoc where cluster="$KS_SLURM_CLUSTER" format=cluster,account,user,grptresmins | sed 's/^/    /'
+psql -X -q -P footer=off -c "SELECT r.title, a.awarded, a.final FROM allocations_resourceallocation a
+                             JOIN allocations_allocationrequest r ON r.id = a.request_id
+                             JOIN allocations_cluster c ON c.id = a.cluster_id WHERE c.name = '$KS_SLURM_CLUSTER' ORDER BY r.id" | sed 's/^/    /'
+
+step "keystonectl limits history   (the audit trail)"
+"$KEYSTONECTL" limits history | sed 's/^/    /'
 
 if [ "${KS_KEEP:-0}" = 1 ]; then
     step "Kept: PostgreSQL still runs on 127.0.0.1:$PGPORT; configuration $KEYSTONE_CONF"
