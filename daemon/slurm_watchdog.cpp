@@ -14,6 +14,7 @@
 #include <memory>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <utility>
@@ -93,9 +94,11 @@ private:
     int m_fd;
 };
 
-// Shuts down for reading every TCP socket of the process connected to `port` at one of `addrs`
-// (any address when `addrs` is empty). Returns how many, or -1 when /proc/self/fd cannot be read.
-int shut_down_peers(const std::vector<std::string> &addrs, std::uint16_t port) {
+// Calls `f` with (a duplicate of) every TCP socket of the process connected to `port` at one
+// of `addrs` (any address when `addrs` is empty). Returns how many sockets `f` returned true
+// for, or -1 when /proc/self/fd cannot be read.
+template <typename F>
+int for_each_peer(const std::vector<std::string> &addrs, std::uint16_t port, F f) {
     std::unique_ptr<DIR, DirDeleter> dir(opendir("/proc/self/fd"));
     if (!dir)
         return -1;
@@ -108,7 +111,7 @@ int shut_down_peers(const std::vector<std::string> &addrs, std::uint16_t port) {
             continue;
         // Everything is done on a duplicate: libslurm may close its descriptor meanwhile and the
         // number be reused for another file, but the duplicate still refers to the socket that
-        // was checked, so only that socket is ever shut down.
+        // was checked, so only that socket is ever touched.
         const DupFd dup(static_cast<int>(fd));
         if (dup.get() < 0)
             continue;
@@ -128,19 +131,40 @@ int shut_down_peers(const std::vector<std::string> &addrs, std::uint16_t port) {
         bool match = addrs.empty();
         for (const auto &a : addrs)
             match = match || a == addr;
-        if (match && shutdown(dup.get(), SHUT_RD) == 0)
+        if (match && f(dup.get()))
             ++count;
     }
     return count;
 }
 
+// Shuts down for reading every TCP socket of the process connected to slurmdbd.
+int shut_down_peers(const std::vector<std::string> &addrs, std::uint16_t port) {
+    return for_each_peer(addrs, port, [](int fd) { return shutdown(fd, SHUT_RD) == 0; });
+}
+
 } // namespace
+
+void tune_slurmdbd_sockets(std::uint16_t port) noexcept {
+    // Slurm writes a message's length and its body with two send() calls; with Nagle's algorithm
+    // on one side and delayed ACKs on the other, every request and every answer waits ~40 ms for
+    // an ACK (measured: ~87 ms of each ~90 ms slurmdbd request). TCP_NODELAY stops our side
+    // holding back the body of a request; TCP_QUICKACK makes us acknowledge the answer's length at
+    // once, so slurmdbd sends its body without waiting. Any socket to slurmdbd's port is tuned:
+    // harmless for one that is not slurmdbd's.
+    (void)for_each_peer({}, port, [](int fd) {
+        const int on = 1;
+        const bool a = setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) == 0;
+        const bool b = setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &on, sizeof on) == 0;
+        return a && b;
+    });
+}
 
 SlurmdbdDeadline::SlurmdbdDeadline(int timeout_seconds, std::string what, std::string cluster)
     : m_timeout(timeout_seconds), m_what(std::move(what)), m_cluster(std::move(cluster)) {
     m_host = text(slurm_conf.accounting_storage_host);
     m_backup_host = text(slurm_conf.accounting_storage_backup_host);
     m_port = slurm_conf.accounting_storage_port;
+    tune_slurmdbd_sockets(m_port);
     if (m_timeout > 0)
         m_thread = std::thread(&SlurmdbdDeadline::run, this);
 }

@@ -26,6 +26,11 @@
 
 namespace keystone::slurm_internal {
 
+// Sets TCP_NODELAY and TCP_QUICKACK on the process's sockets connected to `port` (slurmdbd's):
+// each slurmdbd request otherwise waits twice for a delayed ACK. Called before every guarded
+// call (TCP_QUICKACK does not stay set). Never fails: a socket that cannot be tuned is left.
+void tune_slurmdbd_sockets(std::uint16_t port) noexcept;
+
 // A call abandoned at its deadline. Callers outside see a SlurmError like the others; inside,
 // wrappers that add context to a SlurmError let this one through as it is.
 class SlurmdbdTimeout : public SlurmError {
