@@ -129,7 +129,7 @@ for ((i = 0; i < repeat; i++)); do
     [ "$w" = 0 ] && [ "$u" = "$n" ] || { echo "a rerun wrote $w limits, $u unchanged (not 0, $n)" >&2; cat "$KS_TMP/last.out" >&2; exit 1; }
     ours_ms+=("$(sub "['ms']")")
     plan+=("$(time_ms ctl limits plan --cluster "$cl")") || exit 1
-    grep -q " accounts: 0 to update" "$KS_TMP/last.out" || { echo "limits plan:" >&2; head -5 "$KS_TMP/last.out" >&2; exit 1; }
+    grep -q " account(s): 0 to update" "$KS_TMP/last.out" || { echo "limits plan:" >&2; head -5 "$KS_TMP/last.out" >&2; exit 1; }
 done
 
 # --- the anchor: Keystone's method (spec §4.2) -------------------------------------------------

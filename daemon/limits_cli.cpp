@@ -95,7 +95,7 @@ std::string settle_text(const AccountPlan &p) {
 }
 
 void print_plan(const ClusterPlan &plan, bool all) {
-    std::printf("Cluster=%s today=%s: %zu accounts: %d to update (%d limits to write, %d finals "
+    std::printf("Cluster=%s today=%s: %zu account(s): %d to update (%d limits to write, %d finals "
                 "to settle), %d unchanged, %d errors\n",
                 plan.cluster.c_str(), day_text(plan.today).c_str(), plan.plans.size(),
                 plan.count(LimitAction::update), plan.limits_to_write(), plan.settlements(),

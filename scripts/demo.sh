@@ -186,7 +186,7 @@ step "keystonectl limits apply   (= keystonectl run update_limits: settles Sprin
 "$KEYSTONECTL" limits apply | sed 's/^/    /'
 
 step "sacctmgr show assoc: GrpTRESMins as slurmdbd has it now"
-sacctmgr show assoc where cluster="$KS_SLURM_CLUSTER" format=cluster,account,user,grptresmins | sed 's/^/    /'
+sacctmgr show assoc where cluster="$KS_SLURM_CLUSTER" format=cluster,account,user,grptresmins%30 | sed 's/^/    /'
 psql -X -q -P footer=off -c "SELECT r.title, a.awarded, a.final FROM allocations_resourceallocation a
                              JOIN allocations_allocationrequest r ON r.id = a.request_id
                              JOIN allocations_cluster c ON c.id = a.cluster_id WHERE c.name = '$KS_SLURM_CLUSTER' ORDER BY r.id" | sed 's/^/    /'

@@ -272,7 +272,7 @@ snap_mods=$(modifies)
 plan=$("$KEYSTONECTL" limits plan 2>&1); rc=$?
 check_eq "limits plan: exit 0" 0 "$rc"
 check_match "it shows brk-c: limit 100, usage 0, new 120 SU, BC2 settled at 0" "^  brk-c +update +100 +0 +120  $BC2=0\$" "$plan"
-check_match "and the counts" "^Cluster=ks today=[0-9-]+: 9 accounts: 1 to update \(1 limits to write, 1 finals to settle\)" "$plan"
+check_match "and the counts" "^Cluster=ks today=[0-9-]+: 9 account\(s\): 1 to update \(1 limits to write, 1 finals to settle\)" "$plan"
 plan=$("$KEYSTONECTL" limits plan --json 2>"$KS_TMP/plan.err"); rc=$?
 check "limits plan --json parses" python3 -c 'import json,sys; json.loads(sys.argv[1])' "$plan"
 check_eq "and plans brk-c at 7200 minutes, BC2 at 0" "0 update 6000 7200 $BC2:0" \
