@@ -39,6 +39,16 @@ mb=$(du -sm "$KS_TMP/gen" | cut -f1)
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 cpu_s() { awk '{ printf "%.1f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
+# CPU seconds of the private PostgreSQL so far: the postmaster, the children it reaped, the live
+# ones. On a shared machine the wall-clock figures swing with the load; these do much less.
+pg_cpu() {
+    local pm c
+    pm=$(head -n 1 "$KS_PGDIR/data/postmaster.pid")
+    {
+        awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pm/stat"
+        for c in $(pgrep -P "$pm"); do awk '{ print $14 + $15 }' "/proc/$c/stat" 2>/dev/null; done
+    } | awk '{ s += $1 } END { printf "%.1f", s / 100 }'
+}
 
 "$KEYSTONED" >"$KS_TMP/keystoned.log" 2>&1 &
 daemon=$!
@@ -49,12 +59,15 @@ spool_empty() { [ -z "$(find "$spool" -maxdepth 1 -name '*.json' -print -quit)" 
 all_in() { [ "$(ks_sql "SELECT count(*) FROM keystone_slurm.job")" = "$records" ]; }
 
 echo "ours: moving the files into the spool of the running keystoned"
+load0=$(cut -d' ' -f1 /proc/loadavg)
+pg0=$(pg_cpu)
 t0=$(now_ms)
 find "$KS_TMP/gen" -name '*.json' -exec mv -t "$spool" {} +
 until spool_empty && all_in; do sleep 0.05; done
 t1=$(now_ms)
 ours_ms=$((t1 - t0))
 ours_cpu=$(cpu_s "$daemon")
+pg1=$(pg_cpu)
 tx_ms=$(grep -o 'committed .* in [0-9]* ms' "$KS_TMP/keystoned.log" | awk '{ s += $(NF - 1) } END { print s + 0 }')
 txs=$(grep -c 'ingest: committed' "$KS_TMP/keystoned.log" || true)
 kill -TERM "$daemon"; wait "$daemon" 2>/dev/null || true
@@ -70,9 +83,11 @@ psql -X -q -v ON_ERROR_STOP=1 <<SQL
 CREATE TABLE anchor_job AS SELECT $cols FROM keystone_slurm.job WITH NO DATA;
 CHECKPOINT;
 SQL
+pg2=$(pg_cpu)
 t0=$(now_ms)
 psql -X -q -v ON_ERROR_STOP=1 -c "\\copy anchor_job FROM '$KS_TMP/rows.txt'"
 t1=$(now_ms)
+pg3=$(pg_cpu)
 anchor_ms=$((t1 - t0))
 anchor_rows=$(ks_sql "SELECT count(*) FROM anchor_job")
 ours_rows=$(ks_sql "SELECT count(*) FROM keystone_slurm.job")
@@ -89,5 +104,8 @@ printf '%-38s %14s %14s\n' "records/s" "$(rate "$records" "$ours_ms")" "$(rate "
 printf '%-38s %14s\n' "transactions" "$txs"
 printf '%-38s %14.2f\n' "time inside transactions (s)" "$(div "$tx_ms" 1000)"
 printf '%-38s %14s\n' "keystoned CPU time (s)" "$ours_cpu"
+printf '%-38s %14.1f %14.1f\n' "PostgreSQL CPU time (s)" "$(awk -v a="$pg0" -v b="$pg1" 'BEGIN { print b - a }')" \
+    "$(awk -v a="$pg2" -v b="$pg3" 'BEGIN { print b - a }')"
+printf '%-38s %14s\n' "load average before / after" "$load0 / $(cut -d' ' -f1 /proc/loadavg)"
 printf 'ratio keystoned / raw COPY (records/s): %.2f (goal: at least 0.5)\n' "$(div "$anchor_ms" "$ours_ms")"
 [ "$ours_rows" = "$records" ] && [ "$anchor_rows" = "$records" ] || { echo "row counts differ" >&2; exit 1; }

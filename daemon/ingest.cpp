@@ -5,6 +5,7 @@
 
 #include "error.hpp"
 #include "log.hpp"
+#include "spool_parse.hpp"
 #include "util.hpp"
 
 extern "C" {
@@ -27,6 +28,7 @@ extern "C" {
 #include <optional>
 #include <poll.h>
 #include <pwd.h>
+#include <string_view>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -157,11 +159,14 @@ std::string sacct_tres(const std::string &tres)
 {
     if (tres.find(',') == std::string::npos)
         return tres;
-    std::vector<std::string> items;
+    // Views into `tres`, compared as std::string compares (char_traits<char>).
+    std::vector<std::string_view> items;
+    items.reserve(8);
+    const std::string_view all(tres);
     std::size_t from = 0;
     for (;;) {
-        const std::size_t comma = tres.find(',', from);
-        items.push_back(tres.substr(from, comma == std::string::npos ? comma : comma - from));
+        const std::size_t comma = all.find(',', from);
+        items.push_back(all.substr(from, comma == std::string::npos ? comma : comma - from));
         if (comma == std::string::npos)
             break;
         from = comma + 1;
@@ -194,11 +199,27 @@ struct ParsedFile {
     std::string error; // invalid / transient: why (names the file, record and line)
 };
 
-ParsedFile parse_file(const std::string &dir, const std::string &name, IdNames &ids)
+ParsedFile parse_file(const std::string &dir, const std::string &name, IdNames &ids,
+                      SpoolReader &reader)
 {
     ParsedFile pf;
     pf.name = name;
     const std::string path = dir + "/" + name;
+    // The fast reader for files as the plugin writes them; any doubt (a record the table cannot
+    // hold included) and the strict reader below reads the file again and has the last word.
+    const bool fast = reader.read(path, [&](const ks_record &r, std::size_t i, std::size_t n) {
+        if (i == 0)
+            pf.rows.reserve(n);
+        if (!record_problem(r).empty())
+            return false;
+        pf.rows.push_back(job_row_from_record(r, ids));
+        return true;
+    });
+    if (fast) {
+        pf.records = pf.rows.size();
+        return pf;
+    }
+    pf.rows.clear();
     ks_record *raw = nullptr;
     std::size_t n = 0;
     char err[1024] = "";
@@ -471,10 +492,12 @@ JobRow job_row_from_record(const ks_record &r)
 // ---------------------------------------------------------------------------------------------
 // One pass
 
-// The files of one transaction and their rows.
+// The files of one transaction and their rows (which stay in the files' vectors: moving rows
+// of a large batch cost more than parsing them).
 struct Ingester::Batch {
     std::vector<std::string> files;
-    std::vector<JobRow> rows;
+    std::vector<std::vector<JobRow>> parts; // one per file
+    std::vector<const JobRow *> rows;       // into parts
     std::size_t records = 0;
 };
 
@@ -525,8 +548,9 @@ IngestTotals Ingester::run_pass(const Config &config)
     // transaction. The reader only reads: moving and deleting files stays on this thread.
     std::thread reader([&queue, &names, &dir, this] {
         IdNames ids;
+        SpoolReader files;
         for (const auto &name : names) {
-            if (m_quit.load() || !queue.push(parse_file(dir, name, ids)))
+            if (m_quit.load() || !queue.push(parse_file(dir, name, ids, files)))
                 break;
         }
         queue.close();
@@ -563,15 +587,16 @@ IngestTotals Ingester::run_pass(const Config &config)
             batch = Batch();
         }
         if (batch.files.empty()) {
-            // One allocation per transaction (growing by doubling would move every row again),
-            // sized as if the files left were like this one.
+            // One allocation per transaction, sized as if the files left were like this one.
             const std::size_t guess = std::min<std::size_t>(
                 {max_records, f->records * names.size(), std::size_t(1000000)});
             batch.rows.reserve(std::max(f->records, guess));
         }
         batch.files.push_back(f->name);
         batch.records += f->records;
-        std::move(f->rows.begin(), f->rows.end(), std::back_inserter(batch.rows));
+        for (const JobRow &r : f->rows)
+            batch.rows.push_back(&r);
+        batch.parts.push_back(std::move(f->rows)); // the rows stay where they are
     }
     if (!m_quit.load() && (!batch.files.empty() || !m_pending.empty()))
         (void)commit(config, spool.get(), batch, totals); // the pass ends either way

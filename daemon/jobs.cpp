@@ -5,8 +5,11 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
+#include <map>
 #include <stdexcept>
 #include <tuple>
+#include <unordered_map>
 
 namespace keystone {
 
@@ -123,6 +126,17 @@ std::optional<std::string> real_text(const std::optional<double> &v)
     return std::string(buf);
 }
 
+// The rows of one upsert, wherever they live (a vector of rows, or the parsed files of a batch).
+class Rows {
+public:
+    explicit Rows(const std::vector<const JobRow *> &rows) : m_rows(rows) {}
+    const JobRow &operator[](size_t i) const { return *m_rows[i]; }
+    size_t size() const { return m_rows.size(); }
+
+private:
+    const std::vector<const JobRow *> &m_rows;
+};
+
 bool key_less(const JobRow &a, const JobRow &b)
 {
     if (a.job_id != b.job_id)
@@ -139,7 +153,7 @@ bool key_equal(const JobRow &a, const JobRow &b)
 
 // Positions in `rows` of the rows to write: one per key, the last given, in key order (which
 // also inserts into the key index in order).
-std::vector<size_t> distinct_last(const std::vector<JobRow> &rows)
+std::vector<size_t> distinct_last(const Rows &rows)
 {
     std::vector<size_t> idx(rows.size());
     for (size_t i = 0; i < idx.size(); ++i)
@@ -167,6 +181,252 @@ template <typename T> std::optional<T> opt(const pqxx::field &f)
 std::string str(const pqxx::field &f)
 {
     return f.is_null() ? std::string() : f.as<std::string>();
+}
+
+// Latest time the direct COPY writes as text (9999-12-31T23:59:59Z); rows with a time outside
+// [epoch, this] take the staged path, where to_timestamp() converts them.
+constexpr std::int64_t max_text_time = 253402300799;
+
+bool direct_copy_fits(const JobRow &r)
+{
+    auto fits = [](const std::optional<std::int64_t> &t) {
+        return !t || (*t >= 0 && *t <= max_text_time);
+    };
+    return r.submit > 0 && r.submit <= max_text_time && fits(r.eligible) && fits(r.start) &&
+           fits(r.end);
+}
+
+// Epoch seconds as COPY text for timestamptz, "YYYY-MM-DD hh:mm:ss+00" (what to_timestamp()
+// gives for the same seconds); nullptr for nullopt. `t` within [0, max_text_time].
+const char *time_text(const std::optional<std::int64_t> &t, char (&buf)[32])
+{
+    if (!t)
+        return nullptr;
+    const std::int64_t days = *t / 86400, secs = *t % 86400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    const std::int64_t z = days + 719468;
+    const std::int64_t era = z / 146097;
+    const std::int64_t doe = z - era * 146097;
+    const std::int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    const std::int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    const std::int64_t mp = (5 * doy + 2) / 153;
+    const std::int64_t d = doy - (153 * mp + 2) / 5 + 1;
+    const std::int64_t m = mp < 10 ? mp + 3 : mp - 9;
+    const std::int64_t y = yoe + era * 400 + (m <= 2 ? 1 : 0);
+    auto put2 = [](char *p, std::int64_t v) {
+        p[0] = static_cast<char>('0' + v / 10);
+        p[1] = static_cast<char>('0' + v % 10);
+    };
+    put2(buf, y / 100);
+    put2(buf + 2, y % 100);
+    buf[4] = '-';
+    put2(buf + 5, m);
+    buf[7] = '-';
+    put2(buf + 8, d);
+    buf[10] = ' ';
+    put2(buf + 11, secs / 3600);
+    buf[13] = ':';
+    put2(buf + 14, secs / 60 % 60);
+    buf[16] = ':';
+    put2(buf + 17, secs % 60);
+    std::memcpy(buf + 19, "+00", 4);
+    return buf;
+}
+
+// An SQL array literal of bigints / of texts (for $n::bigint[] / $n::text[]).
+std::string bigint_array(const std::vector<std::int64_t> &v)
+{
+    std::string out = "{";
+    for (size_t i = 0; i < v.size(); ++i) {
+        if (i > 0)
+            out += ',';
+        out += std::to_string(v[i]);
+    }
+    return out + "}";
+}
+
+std::string text_array(const std::vector<std::string> &v)
+{
+    std::string out = "{";
+    for (size_t i = 0; i < v.size(); ++i) {
+        if (i > 0)
+            out += ',';
+        out += '"';
+        for (char c : v[i]) {
+            if (c == '"' || c == '\\')
+                out += '\\';
+            out += c;
+        }
+        out += '"';
+    }
+    return out + "}";
+}
+
+// Job ids of one cluster closer than this share one range scan of the key index.
+constexpr std::int64_t range_gap = 16;
+
+// The keys the table holds: per cluster, one index range scan per run of nearby job ids.
+constexpr const char *stored_sql =
+    "SELECT j.job_id, EXTRACT(EPOCH FROM j.submit)::bigint\n"
+    "FROM unnest($2::bigint[], $3::bigint[]) AS r(lo, hi)\n"
+    "CROSS JOIN LATERAL (SELECT job_id, submit FROM keystone_slurm.job\n"
+    "    WHERE cluster = $1 AND job_id BETWEEN r.lo AND r.hi) j";
+
+// For each position in `keep` (key order), whether keystone_slurm.job has that key already.
+std::vector<bool> stored_keys(pqxx::transaction_base &tx, const Rows &rows,
+                              const std::vector<size_t> &keep)
+{
+    std::vector<bool> stored(keep.size(), false);
+    // Positions by cluster, each list in job id order (keep is sorted by job id first).
+    std::map<std::string, std::vector<size_t>> by_cluster;
+    for (size_t k = 0; k < keep.size(); ++k)
+        by_cluster[rows[keep[k]].cluster].push_back(k);
+    for (const auto &[cluster, ks] : by_cluster) {
+        std::vector<std::int64_t> lo, hi;
+        for (size_t k : ks) {
+            const std::int64_t id = rows[keep[k]].job_id;
+            if (hi.empty() || id - hi.back() > range_gap) {
+                lo.push_back(id);
+                hi.push_back(id);
+            } else {
+                hi.back() = std::max(hi.back(), id);
+            }
+        }
+        const pqxx::result res =
+            tx.exec_params(stored_sql, cluster, bigint_array(lo), bigint_array(hi));
+        if (res.empty())
+            continue;
+        std::vector<std::pair<std::int64_t, std::int64_t>> have;
+        have.reserve(res.size());
+        for (const auto &f : res)
+            have.emplace_back(f[0].as<std::int64_t>(), f[1].as<std::int64_t>());
+        std::sort(have.begin(), have.end());
+        for (size_t k : ks) {
+            const JobRow &r = rows[keep[k]];
+            stored[k] = std::binary_search(have.begin(), have.end(),
+                                           std::make_pair(r.job_id, r.submit));
+        }
+    }
+    return stored;
+}
+
+// The ids of Keystone's rows whose `column` is one of `values` (the links the upsert's LEFT
+// JOINs set), read in the caller's transaction.
+std::unordered_map<std::string, std::int64_t> link_ids(pqxx::transaction_base &tx,
+                                                       const char *sql,
+                                                       std::vector<std::string> values)
+{
+    std::unordered_map<std::string, std::int64_t> ids;
+    std::sort(values.begin(), values.end());
+    values.erase(std::unique(values.begin(), values.end()), values.end());
+    if (values.empty())
+        return ids;
+    for (const auto &f : tx.exec_params(sql, text_array(values)))
+        ids.emplace(f[0].as<std::string>(), f[1].as<std::int64_t>());
+    return ids;
+}
+
+constexpr const char *cluster_ids_sql =
+    "SELECT name::text, id FROM allocations_cluster WHERE name = ANY($1::text[])";
+constexpr const char *team_ids_sql =
+    "SELECT slug::text, id FROM users_team WHERE slug = ANY($1::text[])";
+constexpr const char *user_ids_sql =
+    "SELECT username::text, id FROM users_user WHERE username = ANY($1::text[])";
+
+std::optional<std::int64_t> link(const std::unordered_map<std::string, std::int64_t> &ids,
+                                 const std::string &key)
+{
+    if (key.empty())
+        return std::nullopt; // NULL in the upsert's join
+    auto it = ids.find(key);
+    if (it == ids.end())
+        return std::nullopt;
+    return it->second;
+}
+
+// COPY of rows[idx] (keys the table does not hold) straight into keystone_slurm.job, with the
+// values and links the upsert's INSERT would give them; created_at and updated_at take their
+// defaults (now()), as there.
+void copy_into_job(pqxx::transaction_base &tx, const Rows &rows,
+                   const std::vector<size_t> &idx, JobSource source)
+{
+    std::vector<std::string> clusters, teams, users;
+    for (size_t i : idx) {
+        clusters.push_back(rows[i].cluster);
+        if (!rows[i].account.empty())
+            teams.push_back(rows[i].account);
+        if (!rows[i].username.empty())
+            users.push_back(rows[i].username);
+    }
+    const auto cluster_ids = link_ids(tx, cluster_ids_sql, std::move(clusters));
+    const auto team_ids = link_ids(tx, team_ids_sql, std::move(teams));
+    const auto user_ids = link_ids(tx, user_ids_sql, std::move(users));
+    static const std::vector<std::string> columns = {
+        "cluster", "job_id", "submit", "jobid", "array_job_id", "array_task_id", "het_job_id",
+        "het_job_offset", "het_job_info", "jobname", "username", "uid", "\"group\"", "gid",
+        "account", "partition", "qos", "state", "exitcode", "derivedexitcode", "eligible",
+        "start", "\"end\"", "elapsed", "timelimit_min", "allocnodes", "nodelist", "alloccpus",
+        "alloctres", "billing", "priority", "workdir", "reservation", "cluster_id", "team_id",
+        "user_id", "source"};
+    const char *source_name = job_source_name(source);
+    // libpqxx 7 deprecates this constructor (for stream_to::table, which 6.4 lacks); it still
+    // works there. The column names go into the COPY as given.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    pqxx::stream_to copy(tx, "keystone_slurm.job", columns);
+#pragma GCC diagnostic pop
+    char submit[32], eligible[32], start[32], end[32];
+    for (size_t i : idx) {
+        const JobRow &r = rows[i];
+        copy << std::make_tuple(
+            r.cluster.c_str(), r.job_id, time_text(r.submit, submit), r.jobid.c_str(),
+            r.array_job_id, r.array_task_id, r.het_job_id, r.het_job_offset,
+            text_or_null(r.het_job_info), text_or_null(r.jobname), text_or_null(r.username),
+            r.uid, text_or_null(r.group), r.gid, text_or_null(r.account),
+            text_or_null(r.partition), text_or_null(r.qos), r.state.c_str(),
+            text_or_null(r.exitcode), text_or_null(r.derivedexitcode),
+            time_text(r.eligible, eligible), time_text(r.start, start), time_text(r.end, end),
+            r.elapsed_sec, r.timelimit_min, r.allocnodes, text_or_null(r.nodelist), r.alloccpus,
+            text_or_null(r.alloctres), real_text(r.billing), r.priority, text_or_null(r.workdir),
+            text_or_null(r.reservation), link(cluster_ids, r.cluster), link(team_ids, r.account),
+            link(user_ids, r.username), source_name);
+    }
+    copy.complete();
+}
+
+// rows[idx] (distinct keys, key order) through the staging table and the upsert.
+UpsertCounts upsert_staged(pqxx::transaction_base &tx, const Rows &rows,
+                           const std::vector<size_t> &idx, JobSource source)
+{
+    UpsertCounts counts;
+    tx.exec0(stage_sql);
+    {
+        // Columns in table order: the COPY names none. libpqxx 7 deprecates this constructor
+        // (for stream_to::table, which 6.4 lacks); it still works there.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+        pqxx::stream_to copy(tx, stage_table);
+#pragma GCC diagnostic pop
+        for (size_t i : idx) {
+            const JobRow &r = rows[i];
+            copy << std::make_tuple(
+                r.cluster.c_str(), r.job_id, r.submit, r.jobid.c_str(), r.array_job_id,
+                r.array_task_id, r.het_job_id, r.het_job_offset, text_or_null(r.het_job_info),
+                text_or_null(r.jobname), text_or_null(r.username), r.uid, text_or_null(r.group),
+                r.gid, text_or_null(r.account), text_or_null(r.partition), text_or_null(r.qos),
+                r.state.c_str(), text_or_null(r.exitcode), text_or_null(r.derivedexitcode),
+                r.eligible, r.start, r.end, r.elapsed_sec, r.timelimit_min, r.allocnodes,
+                text_or_null(r.nodelist), r.alloccpus, text_or_null(r.alloctres),
+                real_text(r.billing), r.priority, text_or_null(r.workdir),
+                text_or_null(r.reservation));
+        }
+        copy.complete();
+    }
+    const pqxx::row n = tx.exec_params1(upsert_sql, std::string(job_source_name(source)));
+    counts.inserted = n[0].as<std::int64_t>();
+    counts.updated = n[1].as<std::int64_t>() - counts.inserted;
+    counts.unchanged = static_cast<std::int64_t>(idx.size()) - n[1].as<std::int64_t>();
+    return counts;
 }
 
 } // namespace
@@ -199,42 +459,54 @@ std::string exit_code_text(std::int64_t code, std::int64_t signal)
 UpsertCounts upsert_jobs(pqxx::transaction_base &tx, const std::vector<JobRow> &rows,
                          JobSource source)
 {
+    std::vector<const JobRow *> refs;
+    refs.reserve(rows.size());
+    for (const JobRow &r : rows)
+        refs.push_back(&r);
+    return upsert_jobs(tx, refs, source);
+}
+
+UpsertCounts upsert_jobs(pqxx::transaction_base &tx, const std::vector<const JobRow *> &refs,
+                         JobSource source)
+{
     UpsertCounts counts;
-    if (rows.empty())
+    if (refs.empty())
         return counts;
+    const Rows rows(refs);
     // ON COMMIT DELETE ROWS empties the staging table at the end of every statement outside a
-    // transaction block: the COPY and the INSERT must share one.
-    if (dynamic_cast<pqxx::dbtransaction *>(&tx) == nullptr)
+    // transaction block: the COPY and the INSERT must share one (and the direct COPY needs a
+    // savepoint).
+    auto *block = dynamic_cast<pqxx::dbtransaction *>(&tx);
+    if (block == nullptr)
         throw std::logic_error("upsert_jobs: needs a transaction block, not a nontransaction");
 
     const std::vector<size_t> keep = distinct_last(rows);
-    tx.exec0(stage_sql);
-    {
-        // Columns in table order: the COPY names none. libpqxx 7 deprecates this constructor
-        // (for stream_to::table, which 6.4 lacks); it still works there.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-        pqxx::stream_to copy(tx, stage_table);
-#pragma GCC diagnostic pop
-        for (size_t i : keep) {
-            const JobRow &r = rows[i];
-            copy << std::make_tuple(
-                r.cluster.c_str(), r.job_id, r.submit, r.jobid.c_str(), r.array_job_id,
-                r.array_task_id, r.het_job_id, r.het_job_offset, text_or_null(r.het_job_info),
-                text_or_null(r.jobname), text_or_null(r.username), r.uid, text_or_null(r.group),
-                r.gid, text_or_null(r.account), text_or_null(r.partition), text_or_null(r.qos),
-                r.state.c_str(), text_or_null(r.exitcode), text_or_null(r.derivedexitcode),
-                r.eligible, r.start, r.end, r.elapsed_sec, r.timelimit_min, r.allocnodes,
-                text_or_null(r.nodelist), r.alloccpus, text_or_null(r.alloctres),
-                real_text(r.billing), r.priority, text_or_null(r.workdir),
-                text_or_null(r.reservation));
+    // New keys go straight into the table; the keys it holds already take the upsert with its
+    // rules. A key another session adds meanwhile fails the direct COPY (unique violation): its
+    // savepoint is rolled back and those rows take the upsert too.
+    const std::vector<bool> stored = stored_keys(tx, rows, keep);
+    std::vector<size_t> direct, staged;
+    direct.reserve(keep.size());
+    for (size_t k = 0; k < keep.size(); ++k)
+        (!stored[k] && direct_copy_fits(rows[keep[k]]) ? direct : staged).push_back(keep[k]);
+    if (!direct.empty()) {
+        try {
+            pqxx::subtransaction sub(*block, "ingest_direct");
+            copy_into_job(sub, rows, direct, source);
+            sub.commit();
+            counts.inserted += static_cast<std::int64_t>(direct.size());
+        } catch (const pqxx::unique_violation &) {
+            staged.insert(staged.end(), direct.begin(), direct.end());
+            std::sort(staged.begin(), staged.end(),
+                      [&](size_t a, size_t b) { return key_less(rows[a], rows[b]); });
         }
-        copy.complete();
     }
-    const pqxx::row n = tx.exec_params1(upsert_sql, std::string(job_source_name(source)));
-    counts.inserted = n[0].as<std::int64_t>();
-    counts.updated = n[1].as<std::int64_t>() - counts.inserted;
-    counts.unchanged = static_cast<std::int64_t>(keep.size()) - n[1].as<std::int64_t>();
+    if (!staged.empty()) {
+        const UpsertCounts u = upsert_staged(tx, rows, staged, source);
+        counts.inserted += u.inserted;
+        counts.updated += u.updated;
+        counts.unchanged += u.unchanged;
+    }
     return counts;
 }
 

@@ -67,13 +67,20 @@ struct UpsertCounts {
                                 // start may never come; keystonectl jobs check shows these)
 };
 
-// Writes `rows` into keystone_slurm.job in the caller's transaction: COPY into a temporary
-// staging table, then one INSERT ... ON CONFLICT (cluster, job_id, submit) DO UPDATE that sets
-// the Keystone links (cluster_id, team_id from users_team.slug = account, user_id) and
-// updated_at only where something changed; created_at is never changed. Rows repeated in
-// `rows` (same key) are written once, the last one winning. Replaying the same rows changes
-// nothing. Throws pqxx errors; the caller rolls back.
+// Writes `rows` into keystone_slurm.job in the caller's transaction (a transaction block: it
+// uses a savepoint). Rows whose key (cluster, job_id, submit) the table does not hold yet are
+// copied straight into it (COPY, under a savepoint); the others (and all of them when another
+// session inserted one of those keys meanwhile) go through a temporary staging table and one
+// INSERT ... ON CONFLICT (cluster, job_id, submit) DO UPDATE. Either way a row gets the same
+// values: the Keystone links (cluster_id, team_id from users_team.slug = account, user_id) as
+// of this transaction, and updated_at set only where something changed; created_at is never
+// changed. Rows repeated in `rows` (same key) are written once, the last one winning.
+// Replaying the same rows changes nothing. Throws pqxx errors; the caller rolls back.
 UpsertCounts upsert_jobs(pqxx::transaction_base &tx, const std::vector<JobRow> &rows,
+                         JobSource source);
+// The same for rows that live elsewhere (the ingest's parsed files): `rows` must stay valid
+// during the call.
+UpsertCounts upsert_jobs(pqxx::transaction_base &tx, const std::vector<const JobRow *> &rows,
                          JobSource source);
 
 // The cluster's jobs that were active in [since, until): submitted before `until` and either not
