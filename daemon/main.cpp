@@ -8,9 +8,11 @@
 #include "limits_run.hpp"
 #include "log.hpp"
 #include "scheduler.hpp"
+#include "sdnotify.hpp"
 #include "util.hpp"
 
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -139,21 +141,28 @@ int main(int argc, char **argv)
              PACKAGE_VERSION, opts.config_path.c_str(), config->db_host.c_str(), config->db_port,
              config->db_name.c_str(), config->timezone.c_str());
 
+    // systemd (Type=notify): readiness, reload, stop and watchdog pings; a no-op elsewhere.
+    SystemdNotify systemd;
+    systemd.notify_status("starting: waiting for PostgreSQL and checking the schema");
+
     std::atomic<bool> stop(false);
     Scheduler scheduler(config, stop);
     IngestService ingest(config, stop);
 
     // start() retries while PostgreSQL is down; a signal must still end it, so a helper thread
-    // watches for one meanwhile.
+    // watches for one meanwhile, and keeps the watchdog fed (main() does not touch `systemd`
+    // until it has joined).
     bool started = false;
     {
         std::atomic<bool> starting_done(false);
         std::thread watcher([&] {
             while (!starting_done.load()) {
+                systemd.watchdog_tick(std::chrono::steady_clock::now());
                 struct timespec ts = {0, 200 * 1000 * 1000};
                 int sig = sigtimedwait(&signals, nullptr, &ts);
                 if (sig == SIGTERM || sig == SIGINT) {
                     log_info("keystoned: %s received while starting: stopping", strsignal(sig));
+                    systemd.notify_stopping();
                     stop.store(true);
                     return;
                 }
@@ -183,10 +192,17 @@ int main(int argc, char **argv)
     if (!config->schedules.at("update_limits").empty())
         preflight = std::thread([cfg = config] { log_limit_prerequisites(*cfg); });
     log_info("keystoned: running");
+    systemd.notify_ready("running");
 
     while (!stop.load()) {
         TimePoint next = scheduler.tick(Clock::now());
         auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
+        // Wake for the next watchdog ping too (every WATCHDOG_USEC/2 under systemd).
+        const auto now = std::chrono::steady_clock::now();
+        const auto ping_wait =
+            std::chrono::ceil<std::chrono::milliseconds>(systemd.watchdog_tick(now) - now);
+        if (ping_wait < wait)
+            wait = ping_wait;
         if (wait.count() < 0)
             wait = std::chrono::milliseconds(0);
         struct timespec ts;
@@ -200,8 +216,10 @@ int main(int argc, char **argv)
         }
         if (sig == SIGTERM || sig == SIGINT) {
             log_info("keystoned: %s received: stopping", strsignal(sig));
+            systemd.notify_stopping();
             stop.store(true);
         } else if (sig == SIGHUP) {
+            systemd.notify_reloading();
             try {
                 auto fresh = load_valid(opts.config_path);
                 if (fresh->timezone != config->timezone)
@@ -214,9 +232,11 @@ int main(int argc, char **argv)
                 ingest.reload(fresh);
                 config = fresh;
                 log_info("keystoned: configuration reloaded from %s", opts.config_path.c_str());
+                systemd.notify_ready("running; configuration reloaded");
             } catch (const std::exception &e) {
                 log_error("keystoned: reload refused, keeping the running configuration: %s",
                           e.what());
+                systemd.notify_ready("running; reload refused, see the log");
             }
         }
     }
