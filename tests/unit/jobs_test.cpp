@@ -3,6 +3,7 @@
 // (sentinels, unlimited time limit, names from ids, hostile strings through the spool's JSON).
 #include "ingest.hpp"
 #include "jobs.hpp"
+#include "spool_parse.hpp"
 #include "util.hpp"
 
 extern "C" {
@@ -14,7 +15,9 @@ extern "C" {
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 // Last: check.h defines a macro `fail` that breaks standard headers included after it.
 #include <check.h>
@@ -78,7 +81,125 @@ std::string json_text_of(const ks_record &r, const char *member)
     return std::string(s, json_string_length(json_object_get(obj.get(), member)));
 }
 
+// The record's canonical JSON text (sorted members), to compare two records.
+std::string canonical(const ks_record &r)
+{
+    JsonPtr obj(ks_record_to_json(&r));
+    ck_assert_ptr_nonnull(obj.get());
+    std::unique_ptr<char, FreeDeleter> text(json_dumps(obj.get(), JSON_COMPACT | JSON_SORT_KEYS));
+    ck_assert_ptr_nonnull(text.get());
+    return text.get();
+}
+
+// What the strict reader makes of one line: the canonical record, or nullopt when it rejects it.
+std::optional<std::string> strict_decode(const std::string &line)
+{
+    json_error_t je;
+    JsonPtr v(json_loadb(line.data(), line.size(), JSON_REJECT_DUPLICATES, &je));
+    if (!v || !json_is_object(v.get()))
+        return std::nullopt;
+    auto out = std::make_unique<ks_record>();
+    char err[256] = "";
+    if (ks_record_from_json(v.get(), out.get(), err, sizeof err) != KS_SUCCESS)
+        return std::nullopt;
+    return canonical(*out);
+}
+
+// decode_record_line() against the strict reader on `line`: when the fast reader accepts a line,
+// the strict reader accepts it too, with the same record. Returns whether the fast one accepted.
+bool fast_agrees(const std::string &line)
+{
+    auto fast = std::make_unique<ks_record>();
+    if (!decode_record_line(line.data(), line.size(), *fast))
+        return false;
+    const std::optional<std::string> strict = strict_decode(line);
+    ck_assert_msg(strict.has_value(), "the fast reader accepted a line the strict one rejects: %s",
+                  line.substr(0, 300).c_str());
+    const std::string got = canonical(*fast);
+    ck_assert_msg(got == *strict, "different records for %s:\nfast:   %s\nstrict: %s",
+                  line.substr(0, 200).c_str(), got.substr(0, 300).c_str(),
+                  strict->substr(0, 300).c_str());
+    return true;
+}
+
+// A line as the plugin's writer emits it (compact JSON, one line).
+std::string writer_line(const ks_record &r)
+{
+    JsonPtr obj(ks_record_to_json(&r));
+    std::unique_ptr<char, FreeDeleter> text(json_dumps(obj.get(), JSON_COMPACT));
+    ck_assert_ptr_nonnull(text.get());
+    return text.get();
+}
+
 } // namespace
+
+START_TEST(test_fast_reader_agrees)
+{
+    std::vector<std::unique_ptr<ks_record>> records;
+    records.push_back(minimal_record());
+    auto full = minimal_record();
+    full->array_job_id = 120;
+    full->array_task_id = 3;
+    full->uid = 4294967294u;
+    full->gid = 20001;
+    full->exit_signal = 15;
+    full->derived_exit_code = 2;
+    full->eligible_time = 1790000001;
+    full->start_time = 1790000010;
+    full->end_time = 1790003610;
+    full->elapsed_sec = 3600;
+    full->time_limit_min = KS_INFINITE;
+    full->node_count = 2;
+    full->cpus = 8;
+    full->priority = 4294967295u;
+    full->billing = 12.25;
+    ks_record_set_str(full.get(), KS_STR_USER, "alice");
+    ks_record_set_str(full.get(), KS_STR_ACCOUNT, "smith-lab");
+    ks_record_set_str(full.get(), KS_STR_NODE_LIST, "node[001-002]");
+    ks_record_set_str(full.get(), KS_STR_TRES_ALLOC, "cpu=8,mem=2G,node=2,billing=12");
+    ks_record_set_str(full.get(), KS_STR_RESERVATION, "maint");
+    records.push_back(std::move(full));
+    auto hostile = minimal_record();
+    ks_record_set_str(hostile.get(), KS_STR_ACCOUNT, "it's a \"quoted\" name; DROP TABLE x; --");
+    ks_record_set_str(hostile.get(), KS_STR_JOB_NAME, "line one\nline two\r\n\ttab \\N back\\slash\x01\x1f");
+    ks_record_set_str(hostile.get(), KS_STR_WORK_DIR, "/home/j\xC3\xA9r\xC3\xB4me/\xF0\x9F\x9A\x80/\xE2\x82\xAC");
+    records.push_back(std::move(hostile));
+    auto long_name = minimal_record();
+    std::string name(KS_JOB_NAME_MAX, 'n');
+    ks_record_set_str(long_name.get(), KS_STR_JOB_NAME, name.c_str());
+    records.push_back(std::move(long_name));
+    auto invalid = minimal_record();
+    ks_record_set_str(invalid.get(), KS_STR_WORK_DIR, "bad \xFF\xFE bytes \xC3\x28 end\xE2\x98");
+    records.push_back(std::move(invalid));
+
+    int accepted = 0;
+    long mutated = 0;
+    for (size_t i = 0; i < records.size(); ++i) {
+        const std::string line = writer_line(*records[i]);
+        // Every record the writer makes is one the strict reader takes back.
+        ck_assert_msg(strict_decode(line).has_value(), "record %zu: strict reader rejects it", i);
+        if (fast_agrees(line))
+            ++accepted;
+        // Every prefix, and every byte replaced by a few others: whatever the fast reader
+        // accepts, the strict one accepts the same way.
+        for (size_t n = 0; n < line.size(); ++n) {
+            fast_agrees(line.substr(0, n));
+            for (const char c : {'"', '\\', '0', '9', ',', '}', 'x', '\x7f'}) {
+                std::string m = line;
+                if (m[n] == c)
+                    continue;
+                m[n] = c;
+                fast_agrees(m);
+                ++mutated;
+            }
+        }
+    }
+    // The fast path is exercised: the clean records (all but the one with invalid bytes, which
+    // the writer sends with a "raw" member) are decoded by it.
+    ck_assert_int_ge(accepted, static_cast<int>(records.size()) - 1);
+    ck_assert_int_gt(mutated, 1000);
+}
+END_TEST
 
 START_TEST(test_sacct_jobid)
 {
@@ -386,6 +507,7 @@ int main()
     tcase_add_test(tc, test_names_from_ids);
     tcase_add_test(tc, test_hostile_strings);
     tcase_add_test(tc, test_record_problem);
+    tcase_add_test(tc, test_fast_reader_agrees);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
