@@ -82,6 +82,18 @@ check "slurmdbd has the full record of every job" \
     ks_wait_for 30 ks_sacct_settled "${ended[@]}" "$j_running" "$j_timeout" "$j_parr" "$j_parr2"
 # 11 ended ids (the array has 3 tasks), the running job, the one timing out, 2 pending arrays.
 n_jobs=17
+# The run's window ends at its own time, exclusive, as sacct's -E does: a job that becomes
+# eligible in that very second is read by the next run. Start the run after the pending arrays'
+# eligible time has passed (under load it may lag their submission by a few seconds).
+eligible_past() {
+    local id e
+    for id in "$@"; do
+        e=$(sacct -n -X -P -j "$id" -o Eligible 2>/dev/null | head -n 1)
+        case $e in '' | Unknown | None) return 1 ;; esac
+        [ "$(date -d "$e" +%s)" -lt "$(date +%s)" ] || return 1
+    done
+}
+check "the pending arrays became eligible before the run starts" ks_wait_for 30 eligible_past "$j_parr" "$j_parr2"
 
 # --- first run: every job filled in -----------------------------------------------------------
 run_json() { "$KEYSTONECTL" run slurm_update_job_stats "$@" --json 2>"$KS_TMP/run.err"; }
