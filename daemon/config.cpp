@@ -328,6 +328,53 @@ void check_worker(const std::string &value) {
 
 // ---- compound values ---------------------------------------------------------------------
 
+// KEYSTONED_CLUSTERS: names separated by commas and/or spaces; each a Slurm cluster name
+// (letters, digits, '_', '-', '.'), no duplicates.
+std::vector<std::string> parse_cluster_list(const std::string &value) {
+    std::vector<std::string> names;
+    std::string current;
+    auto flush = [&]() {
+        if (current.empty())
+            return;
+        for (char c : current) {
+            const auto byte = static_cast<unsigned char>(c);
+            if (!std::isalnum(byte) && c != '_' && c != '-' && c != '.')
+                throw BadValue("not a cluster name: " + printable(current), false);
+        }
+        for (const std::string &n : names)
+            if (n == current)
+                throw BadValue("cluster named twice: " + current, false);
+        names.push_back(current);
+        current.clear();
+    };
+    for (char c : value) {
+        if (c == ',' || c == ' ' || c == '\t')
+            flush();
+        else
+            current += c;
+    }
+    flush();
+    return names;
+}
+
+// KEYSTONED_METRICS_ADDRESS: "", "off", "HOST:PORT" or "[IPV6]:PORT" with a port 1..65535.
+void check_metrics_address(const std::string &v) {
+    if (v.empty() || v == "off")
+        return;
+    const auto colon = v.rfind(':');
+    if (colon == std::string::npos || colon == 0)
+        throw BadValue("not HOST:PORT (or \"off\")");
+    const std::string host = v.substr(0, colon);
+    const std::string port = v.substr(colon + 1);
+    if (host.front() == '[' ? host.back() != ']' || host.size() < 3
+                            : host.find(':') != std::string::npos)
+        throw BadValue("not HOST:PORT (write an IPv6 address as [ADDRESS]:PORT)");
+    if (port.empty() || port.size() > 5 ||
+        port.find_first_not_of("0123456789") != std::string::npos || std::stoi(port) < 1 ||
+        std::stoi(port) > 65535)
+        throw BadValue("not a port number (1-65535) after the last ':'");
+}
+
 std::vector<std::string> parse_ldap_uris(const std::string &value) {
     std::vector<std::string> uris;
     std::string current;
@@ -640,6 +687,18 @@ const std::vector<Setting> &settings() {
         integer<&Config::notify_settle_wait, 0, 86400>("KEYSTONED_NOTIFY_SETTLE_WAIT"),
         integer<&Config::limits_max_lower_percent, 0, 100>("KEYSTONED_LIMITS_MAX_LOWER_PERCENT"),
         integer<&Config::limits_min_lowered, 1, 1000000>("KEYSTONED_LIMITS_MIN_LOWERED"),
+        {"KEYSTONED_CLUSTERS", Kind::string,
+         [](Config &c, const std::string &, const std::string &v) {
+             c.clusters = parse_cluster_list(v);
+         },
+         [](const Config &c, const std::string &) {
+             std::string out;
+             for (const std::string &name : c.clusters)
+                 out += (out.empty() ? "" : ",") + name;
+             return out;
+         },
+         nullptr},
+        text<&Config::metrics_address, check_metrics_address>("KEYSTONED_METRICS_ADDRESS"),
         schedule("KEYSTONED_SCHEDULE_LDAP_UPDATE_USERS"),
         schedule("KEYSTONED_SCHEDULE_CLEAR_LOG_RECORDS"),
         schedule("KEYSTONED_SCHEDULE_UPDATE_LIMITS"),
@@ -929,6 +988,15 @@ Environment process_environment() {
             env.emplace(std::string(text.substr(0, eq)), std::string(text.substr(eq + 1)));
     }
     return env;
+}
+
+bool Config::serves_cluster(const std::string &name) const {
+    if (clusters.empty())
+        return true;
+    for (const std::string &c : clusters)
+        if (c == name)
+            return true;
+    return false;
 }
 
 std::string Config::origin_text(const std::string &name) const {

@@ -158,6 +158,17 @@ struct Config {
     // update_limits to settle the day's expirations.
     int notify_settle_wait = 3600;
 
+    // KEYSTONED_CLUSTERS: the clusters whose per-cluster tasks (reconciliation, limits) this
+    // keystoned runs, for a head node per cluster sharing one database; empty: every enabled
+    // cluster. Names as in allocations_cluster.name, separated by commas or spaces.
+    std::vector<std::string> clusters;
+    // KEYSTONED_METRICS_ADDRESS: where keystoned serves Prometheus metrics ("HOST:PORT",
+    // "[IPv6]:PORT"); empty or "off": no endpoint.
+    std::string metrics_address = "127.0.0.1:9817";
+
+    // This daemon runs cluster `name`'s per-cluster tasks (KEYSTONED_CLUSTERS is empty or names it).
+    bool serves_cluster(const std::string &name) const;
+
     // The quarantine folder in effect.
     std::string quarantine_path() const
     {

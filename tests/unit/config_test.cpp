@@ -237,8 +237,8 @@ START_TEST(test_known_names) {
           "REDIS_PASSWORD", "SECURE_SECRET_KEY", "KEYSTONED_SCHEDULE_UPDATE_LIMITS",
           "KEYSTONED_CLEANUP_BATCH_SIZE"})
         ck_assert_msg(unique.count(name), "%s is not a known setting", name);
-    // 29 Keystone settings used, the alias, 31 ignored ones, 29 of keystoned's own.
-    ck_assert_int_eq(names.size(), 90);
+    // 29 Keystone settings used, the alias, 31 ignored ones, 31 of keystoned's own.
+    ck_assert_int_eq(names.size(), 92);
     // Every known name is accepted by the file parser (never "unknown setting").
     for (const std::string &name : names) {
         const std::string error = error_of(name + "=x\n");
@@ -483,6 +483,13 @@ const GoodCase good_cases[] = {
     {"KEYSTONED_SLURM_CONF=/etc/slurm/slurm.conf", "KEYSTONED_SLURM_CONF", "/etc/slurm/slurm.conf"},
     {"KEYSTONED_JOBS_OVERLAP=0", "KEYSTONED_JOBS_OVERLAP", "0"},
     {"KEYSTONED_JOBS_FIRST_WINDOW=60", "KEYSTONED_JOBS_FIRST_WINDOW", "60"},
+    {"KEYSTONED_CLUSTERS=alpha, beta gamma-2", "KEYSTONED_CLUSTERS", "alpha,beta,gamma-2"},
+    {"KEYSTONED_CLUSTERS=", "KEYSTONED_CLUSTERS", ""},
+    {"KEYSTONED_METRICS_ADDRESS=off", "KEYSTONED_METRICS_ADDRESS", "off"},
+    {"KEYSTONED_METRICS_ADDRESS=", "KEYSTONED_METRICS_ADDRESS", ""},
+    {"KEYSTONED_METRICS_ADDRESS=0.0.0.0:9100", "KEYSTONED_METRICS_ADDRESS", "0.0.0.0:9100"},
+    {"KEYSTONED_METRICS_ADDRESS=[::1]:9817", "KEYSTONED_METRICS_ADDRESS", "[::1]:9817"},
+    {"KEYSTONED_METRICS_ADDRESS=head01:65535", "KEYSTONED_METRICS_ADDRESS", "head01:65535"},
     {"KEYSTONED_SCHEDULE_UPDATE_LIMITS=off", "KEYSTONED_SCHEDULE_UPDATE_LIMITS", "off"},
     {"KEYSTONED_SCHEDULE_UPDATE_LIMITS=OFF", "KEYSTONED_SCHEDULE_UPDATE_LIMITS", "off"},
     {"KEYSTONED_SCHEDULE_CLEAR_LOG_RECORDS=30 2 * * *", "KEYSTONED_SCHEDULE_CLEAR_LOG_RECORDS",
@@ -674,6 +681,18 @@ const BadCase bad_cases[] = {
      "KEYSTONED_JOBS_OVERLAP: not an integer between 0 and 2592000: '2592001'"},
     {"KEYSTONED_LDAP_MAX_REMOVE=-1",
      "KEYSTONED_LDAP_MAX_REMOVE: not an integer between 0 and 100000000: '-1'"},
+    {"KEYSTONED_CLUSTERS=a,a", "KEYSTONED_CLUSTERS: cluster named twice: a"},
+    {"KEYSTONED_CLUSTERS=a;b", "KEYSTONED_CLUSTERS: not a cluster name: 'a;b'"},
+    {"KEYSTONED_METRICS_ADDRESS=9817",
+     "KEYSTONED_METRICS_ADDRESS: not HOST:PORT (or \"off\"): '9817'"},
+    {"KEYSTONED_METRICS_ADDRESS=::1:9817",
+     "KEYSTONED_METRICS_ADDRESS: not HOST:PORT (write an IPv6 address as [ADDRESS]:PORT): "
+     "'::1:9817'"},
+    {"KEYSTONED_METRICS_ADDRESS=localhost:0",
+     "KEYSTONED_METRICS_ADDRESS: not a port number (1-65535) after the last ':': 'localhost:0'"},
+    {"KEYSTONED_METRICS_ADDRESS=localhost:http",
+     "KEYSTONED_METRICS_ADDRESS: not a port number (1-65535) after the last ':': "
+     "'localhost:http'"},
     {"KEYSTONED_SCHEDULE_LDAP_UPDATE_USERS=",
      "KEYSTONED_SCHEDULE_LDAP_UPDATE_USERS: empty (write off to disable the task): ''"},
     {"KEYSTONED_SCHEDULE_SLURM_UPDATE_JOB_STATS=\"\"",
@@ -876,7 +895,7 @@ END_TEST
 START_TEST(test_describe_defaults) {
     const std::vector<ConfigLine> lines = keystone::describe(Config());
     // Every setting keystoned uses; no alias; ignored ones only when set.
-    ck_assert_int_eq(lines.size(), 58);
+    ck_assert_int_eq(lines.size(), 60);
     for (const ConfigLine &line : lines) {
         expect_eq(line.origin, "default", line.name);
         ck_assert(!line.ignored);
