@@ -8,7 +8,9 @@ packages=(
     # build
     g++ make autoconf automake libtool pkg-config
     libpqxx-dev libjansson-dev libldap-dev libcurl4-openssl-dev libmunge-dev libslurm-dev check
-    libkainjow-mustache-dev
+    libkainjow-mustache-dev libmicrohttpd-dev
+    # the RPM packages (rpmbuild)
+    rpm
     # tests and demo: a private PostgreSQL, psql, Python for reading JSON in tests
     postgresql postgresql-client python3 procps
     # LDAP tests: a private slapd with its own CA
