@@ -2,6 +2,7 @@
 // Implementation of keystonectl limits plan / history (see limits_cli.hpp).
 #include "limits_cli.hpp"
 
+#include "clusters.hpp"
 #include "db.hpp"
 #include "limits_run.hpp"
 #include "log.hpp"
@@ -162,9 +163,7 @@ int cmd_plan(int argc, char **argv, const std::function<Config()> &load_config) 
             clusters.push_back(*only);
         } else {
             pqxx::read_transaction tx(conn);
-            for (const auto &row :
-                 tx.exec("SELECT name FROM allocations_cluster WHERE enabled ORDER BY name"))
-                clusters.push_back(row[0].as<std::string>());
+            clusters = enabled_clusters(tx);
         }
         if (clusters.empty() && !as_json)
             std::printf("no enabled cluster in allocations_cluster\n");

@@ -2,6 +2,7 @@
 // One cluster's update_limits pass (see limits_run.hpp).
 #include "limits_run.hpp"
 
+#include "clusters.hpp"
 #include "db.hpp"
 #include "error.hpp"
 #include "log.hpp"
@@ -272,9 +273,8 @@ int log_limit_prerequisites(const Config &config) {
         {
             Database db(db_conninfo(config), "keystoned-preflight");
             pqxx::read_transaction tx(db.conn());
-            for (const auto &row :
-                 tx.exec("SELECT name FROM allocations_cluster WHERE enabled ORDER BY name"))
-                clusters.push_back(row[0].as<std::string>());
+            // Only the clusters whose limits this keystoned sets (KEYSTONED_CLUSTERS).
+            clusters = served_clusters(tx, config);
         }
         for (const auto &cluster : clusters) {
             try {

@@ -2,6 +2,7 @@
 // Implementation of keystoned's scheduler (see scheduler.hpp).
 #include "scheduler.hpp"
 
+#include "clusters.hpp"
 #include "error.hpp"
 #include "log.hpp"
 #include "migrate.hpp"
@@ -12,6 +13,17 @@
 
 namespace keystone {
 
+namespace {
+
+// How often a lane tries a watched slot again (see Lane::watch).
+constexpr std::chrono::seconds watch_interval(15);
+// How long a claim must stay abandoned (no outcome, no lock holder) before this keystoned takes
+// it over: longer than a run that lost its connection takes to reconnect (30 s) and record its
+// outcome, so a run is not started twice for a claimer that is still alive.
+constexpr std::chrono::seconds takeover_grace(60);
+
+} // namespace
+
 struct Scheduler::Lane {
     const TaskDef *task = nullptr;
     std::optional<CronExpr> cron;         // nullopt: the task is switched off
@@ -21,6 +33,13 @@ struct Scheduler::Lane {
     std::mutex mutex;
     std::condition_variable cv;
     std::optional<TimePoint> pending;     // a slot waiting for the lane
+    // A slot dispatched here that is not run everywhere yet: a part of it was busy (its lock held
+    // elsewhere) or its claim was abandoned. Tried again every watch_interval until it is, or a
+    // newer slot comes due (which folds it in, as for a lane still running).
+    std::optional<TimePoint> watch;
+    // When this lane first found the watched slot's claim abandoned (taken over after
+    // takeover_grace).
+    std::optional<std::chrono::steady_clock::time_point> abandoned_since;
     bool busy = false;
     bool quit = false;
     std::atomic<int> phase{0};
@@ -90,6 +109,20 @@ bool Scheduler::start()
     if (closed > 0)
         log_warning("scheduler: closed %d run(s) left STARTED by a process that died", closed);
 
+    // The per-cluster tasks run here only for the enabled clusters KEYSTONED_CLUSTERS names.
+    std::vector<std::string> served;
+    {
+        pqxx::read_transaction tx(*conn);
+        const std::vector<std::string> enabled = enabled_clusters(tx);
+        for (const auto &name : unserved_config_clusters(enabled, *config))
+            log_warning("scheduler: KEYSTONED_CLUSTERS names Cluster=%s, which is not an enabled "
+                        "cluster in allocations_cluster: this keystoned runs nothing for it",
+                        name.c_str());
+        for (const auto &name : enabled)
+            if (config->serves_cluster(name))
+                served.push_back(name);
+    }
+
     const TimePoint now = Clock::now();
     const auto &tasks = all_tasks();
     for (size_t i = 0; i < tasks.size(); ++i) {
@@ -117,14 +150,38 @@ bool Scheduler::start()
             } else {
                 std::time_t last = static_cast<std::time_t>(rows[0][0].as<long long>());
                 lane->last_slot = Clock::from_time_t(last);
+                // The row is the task's last slot run anywhere. A per-cluster task runs each
+                // cluster where it is served, so a cluster whose head node was down has its own
+                // last slot: the newest claim of (task, cluster).
+                std::vector<std::pair<std::string, std::time_t>> missed;
                 std::time_t due = lane->cron->next_after(last);
-                if (due <= now_t) {
+                if (due <= now_t)
+                    missed.emplace_back("", due);
+                if (tasks[i].per_cluster) {
+                    auto claims = tx.exec_params(
+                        std::string("SELECT scope, EXTRACT(EPOCH FROM max(slot))::bigint FROM ") +
+                            own_schema + ".slot_claim WHERE task_name = $1 GROUP BY scope",
+                        std::string(tasks[i].dotted_name));
+                    for (const auto &c : claims) {
+                        const std::string scope = c[0].as<std::string>();
+                        if (std::find(served.begin(), served.end(), scope) == served.end())
+                            continue;
+                        const std::time_t d =
+                            lane->cron->next_after(static_cast<std::time_t>(c[1].as<long long>()));
+                        if (d <= now_t)
+                            missed.emplace_back(scope, d);
+                    }
+                }
+                for (const auto &m : missed)
+                    log_info("scheduler: %s%s%s: the run due at %s was missed while keystoned "
+                             "was down: running it once now",
+                             tasks[i].short_name, m.first.empty() ? "" : " Cluster=",
+                             m.first.c_str(), iso_utc(m.second).c_str());
+                if (!missed.empty()) {
+                    // Claimed like any slot: of two keystoned starting together, one runs it.
                     auto slot = lane->cron->last_at_or_before(now_t);
                     lane->pending = Clock::from_time_t(slot ? *slot : now_t);
                     lane->last_slot = lane->pending;
-                    log_info("scheduler: %s: the run due at %s was missed while keystoned was "
-                             "down: running it once now",
-                             tasks[i].short_name, iso_utc(due).c_str());
                 }
             }
             tx.commit();
@@ -184,28 +241,67 @@ void Scheduler::lane_main(Lane &lane)
 {
     for (;;) {
         TimePoint slot;
+        bool takeover = false;
         {
             std::unique_lock<std::mutex> lock(lane.mutex);
-            lane.cv.wait(lock, [&] { return lane.quit || (lane.pending && !m_stop.load()); });
+            auto ready = [&] { return lane.quit || (lane.pending && !m_stop.load()); };
+            if (lane.watch)
+                lane.cv.wait_for(lock, watch_interval, ready);
+            else
+                lane.cv.wait(lock, ready);
             if (lane.quit || m_stop.load())
                 return;
-            slot = *lane.pending;
-            lane.pending.reset();
+            if (lane.pending) {
+                slot = *lane.pending;
+                lane.pending.reset();
+                lane.watch.reset();
+                lane.abandoned_since.reset();
+            } else if (lane.watch) {
+                slot = *lane.watch;
+                takeover =
+                    lane.abandoned_since &&
+                    std::chrono::steady_clock::now() - *lane.abandoned_since >= takeover_grace;
+            } else {
+                continue;
+            }
             lane.busy = true;
         }
         auto config = snapshot();
         lane.db->set_conninfo(db_conninfo(*config));
         RunOptions options;
         options.scheduled = true;
+        options.slot = slot;
+        options.takeover = takeover;
         RunOutcome out = run_task(*lane.task, *config, *lane.db, options, m_stop,
                                   std::chrono::seconds(60), &lane.phase);
+        const std::string slot_text = iso_utc(Clock::to_time_t(slot));
         if (out.status != "SKIPPED" && !out.task_id.empty())
             persist_slot(lane, slot, out.status, out.task_id);
         else if (out.status == "SKIPPED")
-            log_info("scheduler: %s: skipped the run for %s: %s", lane.task->short_name,
-                     iso_utc(Clock::to_time_t(slot)).c_str(), out.error.c_str());
+            // The usual case with two keystoned: the other one claimed the slot first.
+            log_verbose("scheduler: %s: not run for %s: %s", lane.task->short_name,
+                        slot_text.c_str(), out.error.c_str());
         std::lock_guard<std::mutex> lock(lane.mutex);
         lane.busy = false;
+        if ((out.busy.empty() && out.abandoned.empty()) || lane.pending) {
+            lane.watch.reset();
+            lane.abandoned_since.reset();
+            continue;
+        }
+        lane.watch = slot;
+        if (out.abandoned.empty()) {
+            lane.abandoned_since.reset();
+        } else if (!lane.abandoned_since) {
+            lane.abandoned_since = std::chrono::steady_clock::now();
+            std::string scopes;
+            for (const auto &a : out.abandoned)
+                scopes += a.empty() ? std::string() : " Cluster=" + a;
+            log_info("scheduler: %s:%s the slot %s was claimed by a run that recorded no outcome "
+                     "and holds no lock: taking it over in %lld s unless it ends or a newer slot "
+                     "comes due",
+                     lane.task->short_name, scopes.c_str(), slot_text.c_str(),
+                     static_cast<long long>(takeover_grace.count()));
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 // keystoned's scheduler: one lane (thread + connection) per task, runs on cron schedules, never
-// two runs of one task at once, one catch-up run for slots missed while the daemon was down.
+// two runs of one task at once, one catch-up run for slots missed while the daemon was down, and
+// with other keystoned on the same database each slot run once (slot claims, see runner.hpp).
 #pragma once
 
 #include "config.hpp"
@@ -35,10 +36,14 @@ public:
     // Connects (retrying while PostgreSQL is down, until stop), checks the schema (throws
     // SchemaError: the caller exits), closes runs abandoned by a dead process on this host, loads
     // each task's last slot and starts the lanes. A task whose slot came due while the daemon was
-    // down is run once now. Returns false if stopped before it could connect.
+    // down is run once now (for a per-cluster task: also when only a served cluster's newest slot
+    // claim is behind), claimed like any slot. Warns about KEYSTONED_CLUSTERS names that are not
+    // enabled clusters. Returns false if stopped before it could connect.
     bool start();
 
-    // Dispatches every task whose next slot is at or before `now`. Returns the time of the next
+    // Dispatches every task whose next slot is at or before `now`; a lane whose slot was busy or
+    // abandoned elsewhere tries it again every 15 s and takes an abandoned claim over after 60 s,
+    // until a newer slot comes due. Returns the time of the next
     // slot of any task (at most 60 s ahead, so clock changes are noticed).
     TimePoint tick(TimePoint now);
 

@@ -166,27 +166,22 @@ void reconcile_cluster(RunContext &ctx, std::unique_ptr<SlurmdbConnection> &db,
 } // namespace
 
 void run_slurm_update_job_stats(RunContext &ctx) {
-    // The clusters: every enabled one, or the one asked for (enabled or not, as Keystone's
-    // subtask did not check; one that is not in allocations_cluster fails its sub-run).
-    std::vector<std::string> clusters;
+    // The clusters, chosen by the runner (which holds their locks): the enabled ones this
+    // keystoned serves (and, scheduled, claimed), or the one asked for (enabled or not, as
+    // Keystone's subtask did not check; one that is not in allocations_cluster fails its sub-run).
+    const std::vector<std::string> &clusters = ctx.options.clusters;
     bool in_keystone = true;
-    {
+    if (ctx.options.cluster) {
         pqxx::read_transaction tx(ctx.conn);
-        if (ctx.options.cluster) {
-            clusters.push_back(*ctx.options.cluster);
-            in_keystone = !tx.exec_params("SELECT 1 FROM allocations_cluster WHERE name = $1",
-                                          *ctx.options.cluster)
-                               .empty();
-        } else {
-            for (const auto &row :
-                 tx.exec("SELECT name FROM allocations_cluster WHERE enabled ORDER BY name"))
-                clusters.push_back(row[0].as<std::string>());
-        }
+        in_keystone = !tx.exec_params("SELECT 1 FROM allocations_cluster WHERE name = $1",
+                                      *ctx.options.cluster)
+                           .empty();
     }
     json_t *summary = ctx.summary();
     json_object_set_new(summary, "dry_run", json_boolean(ctx.options.dry_run));
     if (clusters.empty())
-        log_info("slurm_update_job_stats: no enabled cluster in allocations_cluster");
+        log_info("slurm_update_job_stats: no cluster to run: none enabled in allocations_cluster, "
+                 "or none of them in KEYSTONED_CLUSTERS");
 
     // One slurmdbd connection for the run, opened when the first cluster needs it.
     std::unique_ptr<SlurmdbConnection> db;

@@ -23,6 +23,19 @@ struct RunOptions {
     // Tasks that read a time window (task_takes_since): start it here, in seconds since the
     // epoch, instead of where the last run left off (--since, for a backfill).
     std::optional<std::int64_t> since;
+    // Scheduled runs: the schedule slot this run is for. The runner claims the slot in
+    // keystone_slurm.slot_claim (per cluster for per-cluster tasks) and runs only what it
+    // claimed, so each slot runs once across every keystoned using the database.
+    std::optional<TimePoint> slot;
+    // Scheduled runs: take over a claim of `slot` that its claimer abandoned (no outcome, and
+    // nobody holds its lock). The scheduler sets it once it has seen the claim abandoned for a
+    // while (runner.hpp).
+    bool takeover = false;
+    // Per-cluster tasks: the clusters this run covers, in order. Set by the runner (run_task)
+    // before the task runs, whatever the caller put here: `cluster` alone when given, else the
+    // enabled clusters this keystoned serves (KEYSTONED_CLUSTERS) whose (task, cluster) lock it
+    // took and, for a scheduled run, whose slot it claimed.
+    std::vector<std::string> clusters;
 };
 
 // The run's own task record, set by the runner (run_task) so that a run can record sub-runs.
@@ -83,7 +96,10 @@ struct TaskDef {
     const char *short_name;  // "clear_log_records": keystonectl and KEYSTONED_SCHEDULE_* names
     const char *dotted_name; // "apps.logging.tasks.clear_log_records": task_name in task records
     const char *description; // one line for --help
-    bool per_cluster;        // takes --cluster (one sub-run per enabled cluster)
+    // Takes --cluster; one sub-run per cluster of RunOptions::clusters, each under its own
+    // (task, cluster) advisory lock and slot claim, so head nodes of different clusters never
+    // skip each other.
+    bool per_cluster;
     void (*run)(RunContext &);
 };
 

@@ -114,22 +114,16 @@ void limits_cluster(RunContext &ctx, std::unique_ptr<SlurmdbConnection> &db,
 } // namespace
 
 void run_update_limits(RunContext &ctx) {
-    std::vector<std::string> clusters;
-    {
-        pqxx::read_transaction tx(ctx.conn);
-        if (ctx.options.cluster)
-            clusters.push_back(*ctx.options.cluster);
-        else
-            for (const auto &row :
-                 tx.exec("SELECT name FROM allocations_cluster WHERE enabled ORDER BY name"))
-                clusters.push_back(row[0].as<std::string>());
-    }
+    // --cluster's one, or the enabled clusters this keystoned serves and (scheduled) claimed:
+    // the runner chose them and holds their locks.
+    const std::vector<std::string> &clusters = ctx.options.clusters;
     json_t *summary = ctx.summary();
     json_object_set_new(summary, "dry_run", json_boolean(ctx.options.dry_run));
     json_object_set_new(summary, "today",
                         json_string(day_text(local_day(Clock::to_time_t(ctx.now))).c_str()));
     if (clusters.empty())
-        log_info("update_limits: no enabled cluster in allocations_cluster");
+        log_info("update_limits: no cluster to run: none enabled in allocations_cluster, or none "
+                 "of them in KEYSTONED_CLUSTERS");
 
     std::unique_ptr<SlurmdbConnection> db;
     Totals totals;

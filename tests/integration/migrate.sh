@@ -38,7 +38,7 @@ for t in django_celery_results_taskresult logging_requestlog auditlog_logentry u
          allocations_resourceallocation notifications_notification notifications_preference; do
     check_eq "table $t exists" "t" "$(ks_sql "SELECT to_regclass('$t') IS NOT NULL")"
 done
-check_eq "our tables live in schema keystone_slurm" "ingest_state job job_watermark ldap_user_state limit_change notice_retry running_task schema_version spool_quarantine task_schedule" \
+check_eq "our tables live in schema keystone_slurm" "ingest_state job job_watermark ldap_user_state limit_change notice_retry running_task schema_version slot_claim spool_quarantine task_schedule" \
     "$(ks_sql "SELECT string_agg(tablename, ' ' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'keystone_slurm'")"
 
 before=$(ks_sql "SELECT md5(string_agg(table_name || column_name || data_type, ',' ORDER BY table_name, column_name)) FROM information_schema.columns WHERE table_schema IN ('public', 'keystone_slurm')")
