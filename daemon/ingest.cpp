@@ -5,6 +5,7 @@
 
 #include "error.hpp"
 #include "log.hpp"
+#include "metrics.hpp"
 #include "spool_parse.hpp"
 #include "util.hpp"
 
@@ -637,6 +638,7 @@ bool Ingester::commit(const Config &config, int spool_fd, Batch &batch, IngestTo
                 return false;
             }
             ++m_failures;
+            metrics_record_database(false);
             const std::string why =
                 (is_connection_error(e) ? "database connection lost: " : "") + one_line(e);
             m_last_db_error = "ingest transaction failed: " + why;
@@ -674,6 +676,7 @@ bool Ingester::commit(const Config &config, int spool_fd, Batch &batch, IngestTo
                               config.spool_dir.c_str(), errno_text(errno).c_str());
         totals.files += static_cast<std::int64_t>(batch.files.size());
         totals.records += static_cast<std::int64_t>(batch.records);
+        metrics_record_ingest_commit(batch.files.size(), batch.records);
         totals.transactions += 1;
         totals.rows.inserted += counts.inserted;
         totals.rows.updated += counts.updated;
@@ -736,6 +739,7 @@ void Ingester::quarantine(const Config &config, int spool_fd, const std::string 
     const std::string qpath = qdir + "/" + target;
     log_error("ingest: quarantined %s: %s", qpath.c_str(), reason.c_str());
     m_pending.push_back({qpath, reason});
+    metrics_record_quarantine();
 }
 
 // ---------------------------------------------------------------------------------------------

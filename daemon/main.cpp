@@ -7,6 +7,7 @@
 #include "ingest.hpp"
 #include "limits_run.hpp"
 #include "log.hpp"
+#include "metrics.hpp"
 #include "scheduler.hpp"
 #include "sdnotify.hpp"
 #include "util.hpp"
@@ -148,6 +149,9 @@ int main(int argc, char **argv)
     std::atomic<bool> stop(false);
     Scheduler scheduler(config, stop);
     IngestService ingest(config, stop);
+    // First, so it answers while start-up waits for PostgreSQL; a bind failure is logged only.
+    MetricsServer metrics;
+    (void)metrics.start(config);
 
     // start() retries while PostgreSQL is down; a signal must still end it, so a helper thread
     // watches for one meanwhile, and keeps the watchdog fed (main() does not touch `systemd`
@@ -185,6 +189,7 @@ int main(int argc, char **argv)
         return EXIT_SUCCESS;
     }
     // After the scheduler: its start-up waited for PostgreSQL and checked the schema.
+    metrics_record_database(true);
     ingest.start();
     // The Slurm settings the limits task relies on, checked once at start (in the background:
     // a slurmctld that does not answer must not hold up the start).
@@ -230,6 +235,7 @@ int main(int argc, char **argv)
                 log_set_level(raise_level(fresh->log_level, opts.verbose));
                 scheduler.reload(fresh);
                 ingest.reload(fresh);
+                metrics.reload(fresh);
                 config = fresh;
                 log_info("keystoned: configuration reloaded from %s", opts.config_path.c_str());
                 systemd.notify_ready("running; configuration reloaded");
@@ -245,6 +251,7 @@ int main(int argc, char **argv)
         preflight.join();
     const bool ingest_clean = ingest.shutdown();
     const bool clean = scheduler.shutdown();
+    metrics.stop();
     if (!ingest_clean) {
         log_error("keystoned: exiting with a spool ingest transaction still open; PostgreSQL "
                   "rolls it back and its files are ingested after the next start");
