@@ -293,4 +293,44 @@ size_t Directory::search(const std::string &base, const std::string &filter,
     return seen;
 }
 
+// --- keystonectl doctor's probe (not used by the sync) ------------------------------------
+
+DirectoryProbe Directory::probe(const std::string &base)
+{
+    DirectoryProbe out;
+    struct timeval tv = {m_options.timeout_sec, 0};
+    char supported[] = "supportedControl";
+    char *root_attrs[] = {supported, nullptr};
+    LDAPMessage *raw = nullptr;
+    // supportedControl is operational: the root DSE returns it only when asked by name.
+    int rc = ldap_search_ext_s(m_ld, "", LDAP_SCOPE_BASE, "(objectClass=*)", root_attrs, 0,
+                               nullptr, nullptr, &tv, 1, &raw);
+    MessagePtr root(raw);
+    if (rc != LDAP_SUCCESS)
+        fail(m_ld, "ldap: " + m_uri + ": reading the root DSE", rc);
+    for (LDAPMessage *e = ldap_first_entry(m_ld, root.get()); e; e = ldap_next_entry(m_ld, e)) {
+        berval **vals = ldap_get_values_len(m_ld, e, supported);
+        for (berval **v = vals; v && *v; ++v)
+            if (std::string((*v)->bv_val, (*v)->bv_len) == LDAP_CONTROL_PAGEDRESULTS)
+                out.paged_results = true;
+        ldap_value_free_len(vals);
+    }
+
+    char no_attrs[] = LDAP_NO_ATTRS; // "1.1": the entry's DN only
+    char *base_attrs[] = {no_attrs, nullptr};
+    raw = nullptr;
+    rc = ldap_search_ext_s(m_ld, base.c_str(), LDAP_SCOPE_BASE, "(objectClass=*)", base_attrs, 0,
+                           nullptr, nullptr, &tv, 1, &raw);
+    MessagePtr found(raw);
+    if (rc == LDAP_SUCCESS && ldap_count_entries(m_ld, found.get()) > 0)
+        out.base_found = true;
+    else if (rc == LDAP_SUCCESS)
+        out.base_error = "not visible to the bound identity";
+    else if (rc == LDAP_SERVER_DOWN || rc == LDAP_TIMEOUT || rc == LDAP_CONNECT_ERROR)
+        fail(m_ld, "ldap: " + m_uri + ": looking up \"" + base + "\"", rc);
+    else
+        out.base_error = std::string(ldap_err2string(rc)) + diagnostic(m_ld);
+    return out;
+}
+
 } // namespace keystone

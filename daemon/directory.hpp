@@ -45,6 +45,13 @@ struct DirectoryEntry {
     std::map<std::string, std::vector<std::string>> attrs;
 };
 
+// What Directory::probe() learned about a server (for keystonectl doctor).
+struct DirectoryProbe {
+    bool paged_results = false; // the root DSE lists 1.2.840.113556.1.4.319 in supportedControl
+    bool base_found = false;    // the search base exists and the bound identity can see it
+    std::string base_error;     // when !base_found: the server's answer ("No such object")
+};
+
 class Directory {
 public:
     // Connects and binds. Tries each URI in turn; a server that cannot be reached moves on to the
@@ -68,6 +75,11 @@ public:
     size_t search(const std::string &base, const std::string &filter,
                   const std::vector<std::string> &attributes,
                   const std::function<void(DirectoryEntry &)> &on_entry);
+
+    // For keystonectl doctor, separate from the sync: reads the root DSE's supportedControl and
+    // looks `base` up (base scope, no attributes), over this connection. Changes nothing.
+    // Throws DirectoryError when the root DSE cannot be read (server gone, timeout).
+    DirectoryProbe probe(const std::string &base);
 
 private:
     void connect_one(const std::string &uri);

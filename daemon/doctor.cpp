@@ -1,9 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 // Implementation of keystonectl doctor (see doctor.hpp).
+#include "config.h"
+
 #include "doctor.hpp"
 
+#include "clusters.hpp"
 #include "db.hpp"
+#include "directory.hpp"
+#include "mailer.hpp"
 #include "migrate.hpp"
+#include "slurm_internal.hpp"
 #include "slurmdb.hpp"
 #include "tasks/task.hpp"
 #include "util.hpp"
@@ -12,67 +18,677 @@ extern "C" {
 #include "spool.h"
 }
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <dirent.h>
 #include <fcntl.h>
+#include <fstream>
 #include <getopt.h>
+#include <grp.h>
+#include <ldap.h>
 #include <memory>
+#include <netdb.h>
+#include <optional>
+#include <poll.h>
+#include <pwd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 namespace keystone {
 
 namespace {
 
+using Status = FindingStatus;
 constexpr int exit_usage = 2;
 
 const char help[] =
-    "Usage: keystonectl doctor [--json]\n"
-    "Checks the installation and says what to change: PostgreSQL and the schema versions (ours\n"
-    "and the Keystone tables keystone-slurm needs), Keystone's Celery beat schedule (tasks that\n"
-    "keystoned runs must be switched off there), for each enabled cluster slurmdbd and the\n"
-    "Slurm settings update_limits relies on (asked from slurmctld), and the spool folder.\n\n"
-    "  --json  print the findings as a JSON array\n\n"
-    "Exit status: 0 everything is right, 1 something is not, 2 usage.\n";
+    "Usage: keystonectl doctor [--json] [--strict]\n"
+    "Checks the installation and says what to change: the configuration (and settings that look\n"
+    "wrong for production), PostgreSQL and the schema versions (ours and the Keystone tables\n"
+    "keystone-slurm needs), Keystone's Celery beat schedule, the LDAP server (bind, TLS, paged\n"
+    "results, the search base), the mail transport (an SMTP session without a message, or\n"
+    "EMAIL_DEBUG_DIR), for each enabled cluster slurmdbd and the Slurm settings update_limits\n"
+    "relies on, that the local slurmctld runs jobcomp/keystone of this version into the spool\n"
+    "folder, and the spool folder (owner, mode, depth, age of the oldest file).\n\n"
+    "  --json    print the findings as a JSON array\n"
+    "  --strict  warnings make the exit status 1 too\n\n"
+    "Exit status: 0 no error (warnings allowed), 1 at least one error (or, with --strict, a\n"
+    "warning), 2 usage.\n";
 
-void add(std::vector<Finding> &out, const char *area, std::string check, bool ok,
-         std::string detail) {
-    out.push_back(Finding{area, std::move(check), ok, std::move(detail)});
+void add(std::vector<Finding> &out, const char *area, std::string check, Status status,
+         std::string detail, std::string remedy = "") {
+    out.push_back(Finding{area, std::move(check), status, std::move(detail), std::move(remedy)});
 }
 
-void check_spool(const Config &config, std::vector<Finding> &out) {
+std::string mode_text(mode_t mode) {
+    char m[8];
+    std::snprintf(m, sizeof m, "%04o", static_cast<unsigned>(mode & 07777));
+    return m;
+}
+
+std::string user_text(uid_t uid) {
+    struct passwd pw, *found = nullptr;
+    char buf[4096];
+    if (::getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found)
+        return found->pw_name;
+    return "uid " + std::to_string(uid);
+}
+
+std::string group_text(gid_t gid) {
+    struct group gr, *found = nullptr;
+    char buf[4096];
+    if (::getgrgid_r(gid, &gr, buf, sizeof buf, &found) == 0 && found)
+        return found->gr_name;
+    return "gid " + std::to_string(gid);
+}
+
+bool is_local_host(const std::string &host) {
+    return host.empty() || host == "localhost" || host == "127.0.0.1" || host == "::1" ||
+           host[0] == '/';
+}
+
+// Whether a TCP connection to host:port opens within `timeout_sec` (any address). Separates
+// "nothing listens there" from a TLS or protocol failure.
+bool tcp_reachable(const std::string &host, int port, int timeout_sec) {
+    struct addrinfo hints {};
+    hints.ai_socktype = SOCK_STREAM;
+    struct addrinfo *res = nullptr;
+    if (::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) != 0)
+        return false;
+    std::unique_ptr<struct addrinfo, void (*)(struct addrinfo *)> owner(res, ::freeaddrinfo);
+    for (struct addrinfo *a = res; a; a = a->ai_next) {
+        const int fd =
+            ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd < 0)
+            continue;
+        bool ok = ::connect(fd, a->ai_addr, a->ai_addrlen) == 0;
+        if (!ok && errno == EINPROGRESS) {
+            struct pollfd p = {fd, POLLOUT, 0};
+            int err = 0;
+            socklen_t len = sizeof err;
+            ok = ::poll(&p, 1, timeout_sec * 1000) == 1 &&
+                 ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
+        }
+        ::close(fd);
+        if (ok)
+            return true;
+    }
+    return false;
+}
+
+// --- configuration ----------------------------------------------------------------------------
+
+void check_config(const Config &config, const std::string &path, std::vector<Finding> &out) {
+    add(out, "config", "configuration " + path, Status::ok, "read and valid");
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 022) != 0)
+        add(out, "config", "permissions of " + path, Status::warning,
+            "mode " + mode_text(st.st_mode) + ", owner " + user_text(st.st_uid) +
+                ": writable by group or others, who could point keystoned at another database",
+            "chmod go-w " + path);
+
+    if (config.ldap_enabled()) {
+        for (const auto &uri : config.ldap_server_uris) {
+            std::string lower = uri;
+            std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+            if (lower.rfind("ldap://", 0) == 0 && !config.ldap_start_tls)
+                add(out, "config", "AUTH_LDAP_START_TLS (" + uri + ")",
+                    config.ldap_bind_password.empty() ? Status::warning : Status::error,
+                    "false on an ldap:// URI: the directory's answers travel unencrypted" +
+                        std::string(config.ldap_bind_password.empty()
+                                        ? ""
+                                        : ", and the sync refuses to send the bind password"),
+                    "set AUTH_LDAP_START_TLS=true (" + config.origin_text("AUTH_LDAP_START_TLS") +
+                        ") or use an ldaps:// URI");
+        }
+        if (!config.ldap_require_cert)
+            add(out, "config", "AUTH_LDAP_REQUIRE_CERT", Status::warning,
+                "false: the LDAP server's certificate is not verified, so anyone on the path can "
+                "pose as it",
+                "set AUTH_LDAP_REQUIRE_CERT=true (" + config.origin_text("AUTH_LDAP_REQUIRE_CERT") +
+                    ") and KEYSTONED_LDAP_CA_FILE to the CA that signed the server's certificate");
+    }
+    const bool notices = !config.schedules.at("notify_upcoming_expirations").empty() ||
+                         !config.schedules.at("notify_past_expirations").empty();
+    if (notices && !config.email_debug_dir.empty())
+        add(out, "config", "EMAIL_DEBUG_DIR", Status::warning,
+            "set (" + config.origin_text("EMAIL_DEBUG_DIR") +
+                "): expiration notices are written to " + config.email_debug_dir +
+                " and never reach the users",
+            "remove EMAIL_DEBUG_DIR in production");
+    if (!config.email_host_user.empty() && !config.email_use_tls)
+        add(out, "config", "EMAIL_USE_TLS", Status::error,
+            "false while EMAIL_HOST_USER is set: keystoned refuses to send the password "
+            "unencrypted, so no notice goes out",
+            "set EMAIL_USE_TLS=true (" + config.origin_text("EMAIL_USE_TLS") + ")");
+    else if (notices && config.email_debug_dir.empty() && !config.email_use_tls &&
+             !is_local_host(config.email_host))
+        add(out, "config", "EMAIL_USE_TLS", Status::warning,
+            "false with EMAIL_HOST=" + config.email_host +
+                ": notices travel unencrypted to another host",
+            "set EMAIL_USE_TLS=true if the server offers STARTTLS");
+}
+
+// --- PostgreSQL, schema, Celery beat, slurmdbd per cluster ----------------------------------
+
+void check_database(const Config &config, std::vector<Finding> &out) {
+    Database db(db_conninfo(config), "keystonectl");
+    pqxx::connection *conn = nullptr;
+    const std::string target =
+        config.db_host + ":" + std::to_string(config.db_port) + "/" + config.db_name;
+    try {
+        conn = &db.conn();
+        add(out, "postgresql", "connection", Status::ok, target);
+    } catch (const std::exception &e) {
+        add(out, "postgresql", "connection", Status::error, one_line(e),
+            "start PostgreSQL or fix DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_PASSWORD (" + target +
+                ")");
+        return;
+    }
+    try {
+        const int have = database_schema_version(*conn), want = known_schema_version();
+        add(out, "schema", "keystone_slurm schema version",
+            have == want ? Status::ok : Status::error,
+            "database " + std::to_string(have) + ", this build " + std::to_string(want),
+            have < want   ? "run keystonectl db migrate"
+            : have > want ? "the database was migrated by a newer keystone-slurm: install that "
+                            "version"
+                          : "");
+        std::string missing;
+        {
+            pqxx::read_transaction tx(*conn);
+            for (const auto &t : required_keystone_tables())
+                if (tx.exec_params1("SELECT to_regclass($1) IS NULL", t)[0].as<bool>())
+                    missing += (missing.empty() ? "" : ", ") + t;
+        }
+        add(out, "schema", "Keystone tables", missing.empty() ? Status::ok : Status::error,
+            missing.empty() ? "all present" : "missing: " + missing,
+            missing.empty() ? ""
+                            : "migrate Keystone's API, or keystonectl db migrate "
+                              "--keystone-schema on a site without it");
+
+        // Keystone's Celery beat: a task keystoned runs that is still enabled there runs twice.
+        pqxx::read_transaction tx(*conn);
+        if (!tx.exec("SELECT to_regclass('django_celery_beat_periodictask') IS NULL")[0][0]
+                 .as<bool>()) {
+            std::string both;
+            for (const auto &row :
+                 tx.exec("SELECT name, task FROM django_celery_beat_periodictask WHERE enabled"))
+                for (const auto &t : all_tasks())
+                    if (row[1].as<std::string>() == t.dotted_name &&
+                        !config.schedules.at(t.short_name).empty())
+                        both += (both.empty() ? "" : ", ") + row[0].as<std::string>();
+            add(out, "celery", "Celery beat schedule", both.empty() ? Status::ok : Status::warning,
+                both.empty() ? "no task keystoned runs is enabled in django_celery_beat"
+                             : "still enabled in Keystone's beat schedule: " + both +
+                                   " (both systems would run them)",
+                both.empty() ? ""
+                             : "switch them off in Keystone's admin (Periodic tasks) or stop "
+                               "celery beat");
+        } else {
+            add(out, "celery", "Celery beat schedule", Status::info,
+                "no django_celery_beat_periodictask table: nothing to switch off");
+        }
+    } catch (const std::exception &e) {
+        add(out, "schema", "schema", Status::error, one_line(e), "keystonectl db status");
+        return;
+    }
+    // Slurm, per enabled cluster this keystoned serves (KEYSTONED_CLUSTERS): another head
+    // node's doctor checks the others.
+    std::vector<std::string> clusters;
+    try {
+        pqxx::read_transaction tx(*conn);
+        clusters = served_clusters(tx, config);
+    } catch (const std::exception &e) {
+        add(out, "schema", "allocations_cluster", Status::error, one_line(e));
+        return;
+    }
+    if (clusters.empty()) {
+        add(out, "slurm", "enabled clusters", Status::info,
+            "none in allocations_cluster: the Slurm tasks have nothing to do");
+        return;
+    }
+    std::unique_ptr<SlurmdbConnection> slurmdb;
+    try {
+        slurmdb = std::make_unique<SlurmdbConnection>(config.slurm_conf, config.slurmdb_timeout);
+    } catch (const std::exception &e) {
+        add(out, "slurm", "libslurm", Status::error, one_line(e),
+            "set KEYSTONED_SLURM_CONF to the cluster's slurm.conf");
+        return;
+    }
+    const bool limits_on = !config.schedules.at("update_limits").empty();
+    for (const auto &c : clusters) {
+        try {
+            const bool known = slurmdb->cluster_exists(c);
+            add(out, "slurm", "slurmdbd knows Cluster=" + c, known ? Status::ok : Status::error,
+                known ? slurmdb->where() : "slurmdbd has no such cluster (sacctmgr show cluster)",
+                known ? "" : "fix the name in allocations_cluster or disable it there");
+            if (!known)
+                continue;
+        } catch (const std::exception &e) {
+            add(out, "slurm", "slurmdbd for Cluster=" + c, Status::error, one_line(e),
+                "start slurmdbd, or fix AccountingStorageHost/Port in slurm.conf");
+            continue;
+        }
+        if (!limits_on)
+            continue;
+        try {
+            for (const auto &p :
+                 check_limit_prerequisites(config.slurm_conf, c, config.slurmdb_timeout)) {
+                std::string remedy = p.advice;
+                const std::string prefix = p.setting + "=" + p.value + ": ";
+                if (remedy.rfind(prefix, 0) == 0)
+                    remedy.erase(0, prefix.size());
+                add(out, "slurm", p.setting + " (Cluster=" + c + ")",
+                    p.ok ? Status::ok : Status::error, p.ok ? p.value : p.setting + "=" + p.value,
+                    p.ok ? "" : remedy);
+            }
+        } catch (const std::exception &e) {
+            add(out, "slurm", "slurmctld of Cluster=" + c, Status::error, one_line(e),
+                "start slurmctld (update_limits reads usage and settings from it)");
+        }
+    }
+}
+
+// --- LDAP -------------------------------------------------------------------------------------
+
+struct UriParts {
+    std::string scheme, host;
+    int port = 0;
+};
+
+UriParts split_uri(const std::string &uri) {
+    UriParts u;
+    const size_t sep = uri.find("://");
+    u.scheme = sep == std::string::npos ? "ldap" : uri.substr(0, sep);
+    std::transform(u.scheme.begin(), u.scheme.end(), u.scheme.begin(), ::tolower);
+    std::string rest = sep == std::string::npos ? uri : uri.substr(sep + 3);
+    rest = rest.substr(0, rest.find('/'));
+    u.port = u.scheme == "ldaps" ? 636 : 389;
+    if (!rest.empty() && rest[0] == '[') {
+        const size_t close = rest.find(']');
+        u.host = rest.substr(1, close - 1);
+        if (close != std::string::npos && close + 1 < rest.size() && rest[close + 1] == ':')
+            u.port = std::atoi(rest.c_str() + close + 2);
+    } else {
+        const size_t colon = rest.rfind(':');
+        u.host = rest.substr(0, colon);
+        if (colon != std::string::npos)
+            u.port = std::atoi(rest.c_str() + colon + 1);
+    }
+    if (u.host.empty())
+        u.host = "localhost";
+    return u;
+}
+
+void check_ldap(const Config &config, std::vector<Finding> &out) {
+    if (!config.ldap_enabled()) {
+        add(out, "ldap", "LDAP", Status::info,
+            "AUTH_LDAP_SERVER_URI is empty: no LDAP sync, nothing to check");
+        return;
+    }
+    if (config.schedules.at("ldap_update_users").empty())
+        add(out, "ldap", "ldap_update_users", Status::info,
+            "not scheduled (KEYSTONED_SCHEDULE_LDAP_UPDATE_USERS is empty); the server is "
+            "checked anyway");
+    const std::string ca =
+        config.ldap_ca_file.empty() ? "libldap's default trust store" : config.ldap_ca_file;
+    const std::string who =
+        config.ldap_bind_dn.empty() ? std::string("anonymous") : config.ldap_bind_dn;
+    std::vector<Finding> failures;
+    std::optional<Finding> first_ok;
+    std::unique_ptr<Directory> working;
+    for (const auto &uri : config.ldap_server_uris) {
+        const UriParts u = split_uri(uri);
+        const std::string subject = "LDAP server " + uri;
+        if (u.scheme != "ldapi" && !tcp_reachable(u.host, u.port, config.ldap_timeout)) {
+            failures.push_back(
+                Finding{"ldap", subject, Status::error,
+                        "nothing answers at " + u.host + ":" + std::to_string(u.port),
+                        "start the LDAP server or fix AUTH_LDAP_SERVER_URI (" +
+                            config.origin_text("AUTH_LDAP_SERVER_URI") + ")"});
+            continue;
+        }
+        DirectoryOptions o;
+        o.uris = {uri};
+        o.bind_dn = config.ldap_bind_dn;
+        o.bind_password = config.ldap_bind_password;
+        o.start_tls = config.ldap_start_tls;
+        o.require_cert = config.ldap_require_cert;
+        o.ca_file = config.ldap_ca_file;
+        o.timeout_sec = config.ldap_timeout;
+        o.page_size = config.ldap_page_size;
+        try {
+            auto d = std::make_unique<Directory>(o);
+            const bool tls = u.scheme == "ldaps" || (u.scheme == "ldap" && config.ldap_start_tls);
+            Finding f{
+                "ldap", subject, Status::ok,
+                "bound as " + who +
+                    (u.scheme == "ldaps"   ? " over TLS (ldaps)"
+                     : u.scheme == "ldapi" ? " over the local socket"
+                     : tls                 ? " after StartTLS"
+                                           : " without TLS") +
+                    (tls ? (config.ldap_require_cert ? ", server certificate verified against " + ca
+                                                     : ", server certificate NOT verified")
+                         : ""),
+                ""};
+            if (!working) {
+                working = std::move(d);
+                first_ok = f;
+            } else {
+                out.push_back(f);
+            }
+        } catch (const DirectoryError &e) {
+            std::string remedy;
+            const std::string text = e.what();
+            if (e.code() == LDAP_INVALID_CREDENTIALS)
+                remedy = "check AUTH_LDAP_BIND_DN and AUTH_LDAP_BIND_PASSWORD (" +
+                         config.origin_text("AUTH_LDAP_BIND_PASSWORD") + ")";
+            else if (e.code() == LDAP_CONFIDENTIALITY_REQUIRED)
+                remedy = "use ldaps:// or AUTH_LDAP_START_TLS=true";
+            else if (text.find("StartTLS") != std::string::npos || u.scheme == "ldaps" ||
+                     e.transient())
+                // The port answers (checked above), so a connect error is the TLS handshake.
+                remedy = "the TLS handshake failed: KEYSTONED_LDAP_CA_FILE (" + ca +
+                         ") must hold the CA that signed the server's certificate, and the "
+                         "certificate must name the host of the URI";
+            else
+                remedy = "see the server's log for why it refused";
+            failures.push_back(Finding{"ldap", subject, Status::error, text, remedy});
+        }
+    }
+    if (first_ok)
+        out.insert(out.end(), *first_ok);
+    for (auto &f : failures) {
+        if (working) {
+            // Another server works: the sync fails over, but has one server less.
+            f.status = Status::warning;
+            f.detail += " (the sync uses the other server)";
+        }
+        out.push_back(f);
+    }
+    if (!working)
+        return;
+    try {
+        const DirectoryProbe p = working->probe(config.ldap_user_search);
+        add(out, "ldap", "paged results (" + working->uri() + ")",
+            p.paged_results ? Status::ok : Status::warning,
+            p.paged_results
+                ? "the server supports the paged-results control (1.2.840.113556.1.4.319)"
+                : "the root DSE does not list the paged-results control "
+                  "(1.2.840.113556.1.4.319): the sync reads every user in one answer, which "
+                  "a size limit cuts short (the run then fails)",
+            p.paged_results ? ""
+                            : "enable paged results on the server, or raise its size limit for "
+                              "the bind DN above the number of users");
+        if (config.ldap_user_search.empty())
+            add(out, "ldap", "AUTH_LDAP_USER_SEARCH", Status::warning,
+                "empty: the sync searches from the root",
+                "set AUTH_LDAP_USER_SEARCH to the base "
+                "DN of the user entries");
+        else
+            add(out, "ldap", "AUTH_LDAP_USER_SEARCH " + config.ldap_user_search,
+                p.base_found ? Status::ok : Status::error,
+                p.base_found ? "exists" : "cannot be read: " + p.base_error,
+                p.base_found
+                    ? ""
+                    : "set AUTH_LDAP_USER_SEARCH (" + config.origin_text("AUTH_LDAP_USER_SEARCH") +
+                          ") to an existing base DN the bind DN may search");
+    } catch (const std::exception &e) {
+        add(out, "ldap", "root DSE (" + working->uri() + ")", Status::error, one_line(e));
+    }
+}
+
+// --- mail ---------------------------------------------------------------------------------------
+
+void check_mail(const Config &config, std::vector<Finding> &out) {
+    if (config.schedules.at("notify_upcoming_expirations").empty() &&
+        config.schedules.at("notify_past_expirations").empty()) {
+        add(out, "smtp", "mail", Status::info,
+            "the notification tasks are not scheduled: no mail is sent");
+        return;
+    }
+    MailSettings s = mail_settings(config);
+    s.connect_timeout = std::min(s.connect_timeout, 10);
+    const std::string subject = s.debug_dir.empty()
+                                    ? "SMTP server " + s.host + ":" + std::to_string(s.port)
+                                    : "EMAIL_DEBUG_DIR " + s.debug_dir;
+    try {
+        add(out, "smtp", subject, Status::ok, probe_mail(s));
+    } catch (const SendError &e) {
+        const std::string text = e.what();
+        std::string remedy;
+        Status status = Status::error;
+        const bool configured = config.origins.count("EMAIL_HOST") != 0;
+        if (!s.debug_dir.empty())
+            remedy = "create EMAIL_DEBUG_DIR writable by keystoned's user, or remove the setting";
+        else if (e.kind() == SendError::Kind::connection) {
+            remedy = "start the mail server or fix EMAIL_HOST and EMAIL_PORT (" +
+                     config.origin_text("EMAIL_HOST") + ")";
+            if (!configured) {
+                // Keystone's default, never set: the site may not have chosen a server yet.
+                status = Status::warning;
+                remedy = "EMAIL_HOST is not set and nothing answers at its default: set "
+                         "EMAIL_HOST, or switch the notification tasks off";
+            }
+        } else if (text.find("unencrypted") != std::string::npos)
+            remedy = "set EMAIL_USE_TLS=true";
+        else if (text.find("Login") != std::string::npos ||
+                 text.find("uthenticat") != std::string::npos)
+            remedy = "check EMAIL_HOST_USER and EMAIL_HOST_PASSWORD (" +
+                     config.origin_text("EMAIL_HOST_PASSWORD") + ")";
+        else if (e.kind() == SendError::Kind::setup)
+            remedy = "STARTTLS or the certificate failed: KEYSTONED_EMAIL_CA_FILE must hold the "
+                     "CA that signed the server's certificate, which must name EMAIL_HOST";
+        else
+            remedy = "the server refused the session: see its log";
+        add(out, "smtp", subject, status, text, remedy);
+    }
+}
+
+// --- the local slurmctld and the plugin -------------------------------------------------------
+
+struct LocalCtld {
+    std::string cluster, version, jobcomp_type, jobcomp_loc, host, slurm_user;
+    uid_t slurm_uid = 0;
+};
+
+struct CtlConfFree {
+    void operator()(slurm_conf_t *c) const noexcept { slurm_free_ctl_conf(c); }
+};
+
+// slurm.conf's cluster, asked from its slurmctld. Throws SlurmError when it cannot be reached.
+LocalCtld read_local_ctld(const std::string &slurm_conf_setting) {
+    using namespace slurm_internal;
+    std::lock_guard<std::mutex> lock(slurm_mutex());
+    library_init_locked(slurm_conf_setting);
+    LocalCtld l;
+    l.cluster = text(slurm_conf.cluster_name);
+    slurm_conf_t *raw = nullptr;
+    slurm_seterrno(0);
+    const int rc = slurm_load_ctl_conf(0, &raw);
+    std::unique_ptr<slurm_conf_t, CtlConfFree> conf(raw);
+    if (rc != SLURM_SUCCESS || !conf)
+        throw SlurmError(
+            "slurmctld of Cluster=" + l.cluster + " (SlurmctldHost=" +
+            (slurm_conf.control_cnt > 0 ? text(slurm_conf.control_machine[0]) : std::string("?")) +
+            " Port=" + std::to_string(slurm_conf.slurmctld_port) + "): " + slurm_error_text());
+    l.version = text(conf->version);
+    l.jobcomp_type = text(conf->job_comp_type);
+    l.jobcomp_loc = text(conf->job_comp_loc);
+    l.host = conf->control_cnt > 0 ? text(conf->control_machine[0]) : "";
+    l.slurm_user = text(conf->slurm_user_name);
+    l.slurm_uid = conf->slurm_user_id;
+    return l;
+}
+
+std::string real_path(const std::string &p) {
+    char buf[PATH_MAX];
+    return ::realpath(p.c_str(), buf) ? std::string(buf) : p;
+}
+
+// The process `pid` on this host is a slurmctld.
+bool is_local_slurmctld(long long pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/comm");
+    std::string comm;
+    return pid > 0 && std::getline(f, comm) && comm == "slurmctld";
+}
+
+// Returns slurmctld's SlurmUser uid when it could be asked.
+std::optional<uid_t> check_plugin(const Config &config, std::vector<Finding> &out) {
     if (config.spool_dir.empty()) {
-        add(out, "spool", "KEYSTONED_SPOOL_DIR", true, "empty: no spool ingest on this host");
+        add(out, "plugin", "jobcomp/keystone", Status::info,
+            "KEYSTONED_SPOOL_DIR is empty: no spool ingest on this host, the plugin is not "
+            "checked");
+        return std::nullopt;
+    }
+    LocalCtld ctld;
+    try {
+        ctld = read_local_ctld(config.slurm_conf);
+    } catch (const std::exception &e) {
+        add(out, "plugin", "slurmctld", Status::error, one_line(e),
+            "start slurmctld, or set KEYSTONED_SLURM_CONF to this cluster's slurm.conf");
+        return std::nullopt;
+    }
+    const std::string c = " (Cluster=" + ctld.cluster + ")";
+    add(out, "plugin", "slurmctld" + c, Status::ok,
+        "Slurm " + ctld.version + " on " + ctld.host + ", SlurmUser=" + ctld.slurm_user);
+    const bool type_ok = ctld.jobcomp_type == "jobcomp/keystone";
+    add(out, "plugin", "JobCompType" + c, type_ok ? Status::ok : Status::error,
+        "JobCompType=" + (ctld.jobcomp_type.empty() ? "(none)" : ctld.jobcomp_type),
+        type_ok ? ""
+                : "set JobCompType=jobcomp/keystone and JobCompLoc=" + config.spool_dir +
+                      " in slurm.conf and restart slurmctld: jobs reach keystoned only through "
+                      "slurmdbd now");
+    const bool loc_ok = real_path(ctld.jobcomp_loc) == real_path(config.spool_dir);
+    if (type_ok)
+        add(out, "plugin", "JobCompLoc" + c, loc_ok ? Status::ok : Status::error,
+            "JobCompLoc=" + ctld.jobcomp_loc + ", KEYSTONED_SPOOL_DIR=" + config.spool_dir,
+            loc_ok ? ""
+                   : "make them the same folder: JobCompLoc in slurm.conf (restart slurmctld) "
+                     "or KEYSTONED_SPOOL_DIR (" +
+                         config.origin_text("KEYSTONED_SPOOL_DIR") + ")");
+    if (!type_ok || !loc_ok)
+        return ctld.slurm_uid;
+
+    // The worker's stats file says which plugin runs and that it is alive.
+    const std::string path = config.spool_dir + "/" + KS_SPOOL_STATS_FILE;
+    const std::string not_loaded = "slurmctld did not load jobcomp/keystone (check slurmctld's "
+                                   "log for 'jobcomp/keystone')";
+    json_error_t jerr;
+    JsonPtr st(json_load_file(path.c_str(), 0, &jerr));
+    if (!st || !json_is_object(st.get())) {
+        add(out, "plugin", "plugin stats " + path, Status::warning,
+            std::string(st ? "not a JSON object" : jerr.text), not_loaded);
+        return ctld.slurm_uid;
+    }
+    auto str = [&](const char *k) {
+        const char *v = json_string_value(json_object_get(st.get(), k));
+        return v ? std::optional<std::string>(v) : std::nullopt;
+    };
+    const long long pid = json_integer_value(json_object_get(st.get(), "pid"));
+    const long long when = json_integer_value(json_object_get(st.get(), "time"));
+    long long interval_ms = json_integer_value(json_object_get(st.get(), "stats_interval_ms"));
+    if (interval_ms <= 0)
+        interval_ms = 5000;
+    const long long age = static_cast<long long>(std::time(nullptr)) - when;
+    // A live worker rewrites the file every interval; allow a few missed ones.
+    const long long stale_after = 3 * interval_ms / 1000 + 10;
+    const bool local = is_local_host(ctld.host) || ctld.host == host_name();
+    const bool alive = is_local_slurmctld(pid);
+    const std::string facts =
+        "pid " + std::to_string(pid) + ", written " + std::to_string(age) + " s ago";
+    if (age > stale_after || (local && !alive)) {
+        add(out, "plugin", "plugin stats " + path, Status::warning,
+            facts + (age > stale_after ? " (stale: more than " + std::to_string(stale_after) + " s)"
+                                       : " by a process that is not a running slurmctld"),
+            not_loaded);
+        return ctld.slurm_uid;
+    }
+    add(out, "plugin", "plugin stats " + path, Status::ok, facts);
+    const auto version = str("plugin_version");
+    const auto slurm = str("slurm_version");
+    if (!version || !slurm) {
+        add(out, "plugin", "jobcomp/keystone version" + c, Status::warning,
+            "the running plugin does not report its version (older than keystone-slurm " +
+                std::string(PACKAGE_VERSION) + ")",
+            "install the jobcomp/keystone plugin of keystone-slurm " +
+                std::string(PACKAGE_VERSION) + " and restart slurmctld");
+        return ctld.slurm_uid;
+    }
+    add(out, "plugin", "jobcomp/keystone version" + c,
+        *version == PACKAGE_VERSION ? Status::ok : Status::error,
+        "plugin " + *version + ", keystonectl " + PACKAGE_VERSION,
+        *version == PACKAGE_VERSION ? ""
+                                    : "install the jobcomp/keystone plugin of keystone-slurm " +
+                                          std::string(PACKAGE_VERSION) + " (or keystoned of " +
+                                          *version + ") and restart slurmctld");
+    add(out, "plugin", "jobcomp/keystone Slurm version" + c,
+        *slurm == ctld.version ? Status::ok : Status::error,
+        "built for Slurm " + *slurm + ", slurmctld is " + ctld.version,
+        *slurm == ctld.version ? ""
+                               : "rebuild the plugin against the source of Slurm " + ctld.version +
+                                     " (scripts/fetch-slurm-source.sh, configure "
+                                     "--with-slurm-source) and restart slurmctld");
+    return ctld.slurm_uid;
+}
+
+// --- the spool folder -------------------------------------------------------------------------
+
+void check_spool(const Config &config, std::optional<uid_t> slurm_uid, std::vector<Finding> &out) {
+    if (config.spool_dir.empty()) {
+        add(out, "spool", "KEYSTONED_SPOOL_DIR", Status::info,
+            "empty: no spool ingest on this host");
         return;
     }
     const std::string &dir = config.spool_dir;
     struct stat st;
     if (::stat(dir.c_str(), &st) != 0) {
-        add(out, "spool", "spool folder " + dir, false,
-            std::string(std::strerror(errno)) +
-                ": create it with the owner slurmctld writes as (SlurmUser), mode 0750, or set "
-                "KEYSTONED_SPOOL_DIR to slurm.conf's JobCompLoc (" +
+        add(out, "spool", "spool folder " + dir, Status::error, std::strerror(errno),
+            "create it, owned by SlurmUser, group keystone, mode 2770 (systemd-tmpfiles "
+            "--create), or set KEYSTONED_SPOOL_DIR to slurm.conf's JobCompLoc (" +
                 config.origin_text("KEYSTONED_SPOOL_DIR") + ")");
         return;
     }
     if (!S_ISDIR(st.st_mode)) {
-        add(out, "spool", "spool folder " + dir, false, "not a folder");
+        add(out, "spool", "spool folder " + dir, Status::error, "not a folder",
+            "set KEYSTONED_SPOOL_DIR to slurm.conf's JobCompLoc");
         return;
     }
-    add(
-        out, "spool", "spool folder " + dir, true,
-        "owner uid " + std::to_string(st.st_uid) + ", mode " + [&] {
-            char m[8];
-            std::snprintf(m, sizeof m, "%04o", st.st_mode & 07777);
-            return std::string(m);
-        }());
+    const std::string facts = "owner " + user_text(st.st_uid) + ", group " + group_text(st.st_gid) +
+                              ", mode " + mode_text(st.st_mode);
+    if ((st.st_mode & S_IWOTH) != 0)
+        add(out, "spool", "spool folder " + dir, Status::error,
+            facts + ": anyone may write job records or delete them",
+            "chmod 2770 " + dir + " (SlurmUser and group keystone only)");
+    else if (slurm_uid && st.st_uid != *slurm_uid)
+        add(out, "spool", "spool folder " + dir, Status::error,
+            facts + ": not owned by SlurmUser (" + user_text(*slurm_uid) +
+                "), which slurmctld writes as",
+            "chown " + user_text(*slurm_uid) + " " + dir);
+    else if ((st.st_mode & S_IRWXO) != 0)
+        add(out, "spool", "spool folder " + dir, Status::warning,
+            facts + ": others may read job records (names, folders, users)", "chmod o-rwx " + dir);
+    else
+        add(out, "spool", "spool folder " + dir, Status::ok, facts);
+
+    if (::access(dir.c_str(), R_OK | W_OK | X_OK) != 0)
+        add(out, "spool", "spool folder access", Status::error,
+            std::string(std::strerror(errno)) + " for this user (" + user_text(::geteuid()) + ")",
+            "keystoned's user must read the folder and delete files in it: add it to the "
+            "folder's group (keystone), mode 2770");
+
     std::unique_ptr<DIR, int (*)(DIR *)> d(::opendir(dir.c_str()), ::closedir);
     if (!d) {
-        add(out, "spool", "spool folder readable", false,
-            std::string(std::strerror(errno)) + ": keystoned must be able to read and write it");
+        add(out, "spool", "spool depth", Status::error, std::strerror(errno),
+            "keystoned must be able to read the folder");
         return;
     }
     long files = 0;
@@ -91,138 +707,56 @@ void check_spool(const Config &config, std::vector<Finding> &out) {
     const long age = files ? static_cast<long>(std::time(nullptr) - oldest) : 0;
     // A batch older than a few ingest intervals means keystoned is not ingesting.
     const long stale = std::max(300L, 10L * config.ingest_interval);
-    add(out, "spool", "spool depth", age <= stale,
-        std::to_string(files) + " batch file(s), the oldest " + std::to_string(age) + " s old" +
-            (age > stale ? ": keystoned is not ingesting (is it running? see its log)" : ""));
-}
-
-void check_database(const Config &config, std::vector<Finding> &out) {
-    Database db(db_conninfo(config), "keystonectl");
-    pqxx::connection *conn = nullptr;
-    try {
-        conn = &db.conn();
-        add(out, "postgresql", "connection", true,
-            config.db_host + ":" + std::to_string(config.db_port) + "/" + config.db_name);
-    } catch (const std::exception &e) {
-        add(out, "postgresql", "connection", false,
-            one_line(e) + ": check DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_PASSWORD");
-        return;
-    }
-    try {
-        const int have = database_schema_version(*conn), want = known_schema_version();
-        add(out, "schema", "keystone_slurm schema version", have == want,
-            "database " + std::to_string(have) + ", this build " + std::to_string(want) +
-                (have < want   ? ": run keystonectl db migrate"
-                 : have > want ? ": the database was migrated by a newer keystone-slurm"
-                               : ""));
-        std::string missing;
-        {
-            pqxx::read_transaction tx(*conn);
-            for (const auto &t : required_keystone_tables())
-                if (tx.exec_params1("SELECT to_regclass($1) IS NULL", t)[0].as<bool>())
-                    missing += (missing.empty() ? "" : ", ") + t;
-        }
-        add(out, "schema", "Keystone tables", missing.empty(),
-            missing.empty() ? "all present"
-                            : "missing: " + missing +
-                                  ": migrate Keystone's API, or keystonectl db migrate "
-                                  "--keystone-schema on a site without it");
-
-        // Keystone's Celery beat: a task keystoned runs that is still enabled there runs twice.
-        pqxx::read_transaction tx(*conn);
-        if (!tx.exec("SELECT to_regclass('django_celery_beat_periodictask') IS NULL")[0][0]
-                 .as<bool>()) {
-            std::string both;
-            for (const auto &row :
-                 tx.exec("SELECT name, task FROM django_celery_beat_periodictask WHERE enabled"))
-                for (const auto &t : all_tasks())
-                    if (row[1].as<std::string>() == t.dotted_name &&
-                        !config.schedules.at(t.short_name).empty())
-                        both += (both.empty() ? "" : ", ") + row[0].as<std::string>();
-            add(out, "celery", "Celery beat schedule", both.empty(),
-                both.empty() ? "no task keystoned runs is enabled in django_celery_beat"
-                             : "still enabled in Keystone's beat schedule: " + both +
-                                   ": switch them off in Keystone's admin (Periodic tasks) or "
-                                   "stop celery beat, or both systems run them");
-        }
-    } catch (const std::exception &e) {
-        add(out, "schema", "schema", false, one_line(e));
-        return;
-    }
-    // Slurm, per enabled cluster.
-    std::vector<std::string> clusters;
-    try {
-        pqxx::read_transaction tx(*conn);
-        for (const auto &row :
-             tx.exec("SELECT name FROM allocations_cluster WHERE enabled ORDER BY name"))
-            clusters.push_back(row[0].as<std::string>());
-    } catch (const std::exception &e) {
-        add(out, "schema", "allocations_cluster", false, one_line(e));
-        return;
-    }
-    if (clusters.empty()) {
-        add(out, "slurm", "enabled clusters", true,
-            "none in allocations_cluster: the Slurm tasks have nothing to do");
-        return;
-    }
-    std::unique_ptr<SlurmdbConnection> slurmdb;
-    try {
-        slurmdb = std::make_unique<SlurmdbConnection>(config.slurm_conf, config.slurmdb_timeout);
-    } catch (const std::exception &e) {
-        add(out, "slurm", "libslurm", false, one_line(e));
-        return;
-    }
-    const bool limits_on = !config.schedules.at("update_limits").empty();
-    for (const auto &c : clusters) {
-        try {
-            const bool known = slurmdb->cluster_exists(c);
-            add(out, "slurm", "slurmdbd knows Cluster=" + c, known,
-                known ? slurmdb->where()
-                      : "slurmdbd has no such cluster (sacctmgr show cluster): fix the name in "
-                        "allocations_cluster or disable it there");
-            if (!known)
-                continue;
-        } catch (const std::exception &e) {
-            add(out, "slurm", "slurmdbd for Cluster=" + c, false, one_line(e));
-            continue;
-        }
-        if (!limits_on)
-            continue;
-        try {
-            for (const auto &p :
-                 check_limit_prerequisites(config.slurm_conf, c, config.slurmdb_timeout))
-                add(out, "slurm", p.setting + " (Cluster=" + c + ")", p.ok,
-                    p.ok ? p.value : p.advice);
-        } catch (const std::exception &e) {
-            add(out, "slurm", "slurmctld of Cluster=" + c, false,
-                one_line(e) + ": update_limits reads usage from slurmctld");
-        }
-    }
+    add(out, "spool", "spool depth", age <= stale ? Status::ok : Status::error,
+        std::to_string(files) + " batch file(s), the oldest " + std::to_string(age) + " s old",
+        age <= stale ? ""
+                     : "keystoned is not ingesting: is it running? see its log and the "
+                       "quarantine folder " +
+                           config.quarantine_path());
 }
 
 } // namespace
 
-std::vector<Finding> run_doctor(const Config &config) {
+const char *finding_status_name(FindingStatus status) {
+    switch (status) {
+    case FindingStatus::ok:
+        return "ok";
+    case FindingStatus::info:
+        return "info";
+    case FindingStatus::warning:
+        return "warning";
+    case FindingStatus::error:
+        return "error";
+    }
+    return "error";
+}
+
+std::vector<Finding> run_doctor(const Config &config, const std::string &config_path) {
     std::vector<Finding> out;
-    add(out, "config", "configuration", true, "read and valid");
-    try {
-        check_database(config, out);
-    } catch (const std::exception &e) {
-        add(out, "postgresql", "checks", false, one_line(e));
-    }
-    try {
-        check_spool(config, out);
-    } catch (const std::exception &e) {
-        add(out, "spool", "checks", false, one_line(e));
-    }
+    auto guarded = [&](const char *area, const std::function<void()> &f) {
+        try {
+            f();
+        } catch (const std::exception &e) {
+            add(out, area, "checks", Status::error, one_line(e));
+        }
+    };
+    guarded("config", [&] { check_config(config, config_path, out); });
+    guarded("postgresql", [&] { check_database(config, out); });
+    guarded("ldap", [&] { check_ldap(config, out); });
+    guarded("smtp", [&] { check_mail(config, out); });
+    std::optional<uid_t> slurm_uid;
+    guarded("plugin", [&] { slurm_uid = check_plugin(config, out); });
+    guarded("spool", [&] { check_spool(config, slurm_uid, out); });
     return out;
 }
 
-int doctor_command(int argc, char **argv, const std::function<Config()> &load_config) {
+int doctor_command(int argc, char **argv, const std::string &config_path,
+                   const std::function<Config()> &load_config) {
     static const struct option longopts[] = {{"json", no_argument, nullptr, 'j'},
+                                             {"strict", no_argument, nullptr, 's'},
                                              {"help", no_argument, nullptr, 'h'},
                                              {nullptr, 0, nullptr, 0}};
-    bool as_json = false;
+    bool as_json = false, strict = false;
     optind = 0;
     int ch;
     while ((ch = getopt_long(argc, argv, "h", longopts, nullptr)) != -1) {
@@ -232,6 +766,8 @@ int doctor_command(int argc, char **argv, const std::function<Config()> &load_co
         }
         if (ch == 'j')
             as_json = true;
+        else if (ch == 's')
+            strict = true;
         else
             return exit_usage;
     }
@@ -240,30 +776,51 @@ int doctor_command(int argc, char **argv, const std::function<Config()> &load_co
                              "--help)\n");
         return exit_usage;
     }
-    const Config config = load_config();
-    const std::vector<Finding> findings = run_doctor(config);
-    bool all_ok = true;
+    std::vector<Finding> findings;
+    try {
+        const Config config = load_config();
+        findings = run_doctor(config, config_path);
+    } catch (const std::exception &e) {
+        // Nothing else can be checked without a configuration.
+        findings.push_back(Finding{"config", "configuration " + config_path, Status::error,
+                                   e.what(),
+                                   "fix the setting named (keystoned refuses to start with this "
+                                   "file; keystoned --check-config shows the effective "
+                                   "settings)"});
+    }
+    int errors = 0, warnings = 0;
     JsonPtr arr(json_array());
     for (const auto &f : findings) {
-        all_ok = all_ok && f.ok;
+        errors += f.status == Status::error;
+        warnings += f.status == Status::warning;
         if (as_json) {
             json_t *o = json_object();
             json_object_set_new(o, "area", json_string(f.area.c_str()));
             json_object_set_new(o, "check", json_string(f.check.c_str()));
-            json_object_set_new(o, "ok", json_boolean(f.ok));
+            json_object_set_new(o, "status", json_string(finding_status_name(f.status)));
+            json_object_set_new(o, "ok",
+                                json_boolean(f.status == Status::ok || f.status == Status::info));
             json_object_set_new(o, "detail", json_string(f.detail.c_str()));
+            json_object_set_new(o, "remedy",
+                                f.remedy.empty() ? json_null() : json_string(f.remedy.c_str()));
             json_array_append_new(arr.get(), o);
         } else {
-            std::printf("%-7s %-10s %s: %s\n", f.ok ? "ok" : "PROBLEM", f.area.c_str(),
-                        f.check.c_str(), f.detail.c_str());
+            const char *label = f.status == Status::ok        ? "ok"
+                                : f.status == Status::info    ? "info"
+                                : f.status == Status::warning ? "WARNING"
+                                                              : "PROBLEM";
+            std::printf("%-7s %-10s %s: %s%s%s\n", label, f.area.c_str(), f.check.c_str(),
+                        f.detail.c_str(), f.remedy.empty() ? "" : ": ", f.remedy.c_str());
         }
     }
     if (as_json)
         std::printf("%s\n", json_text(arr.get()).c_str());
+    else if (errors == 0 && warnings == 0)
+        std::printf("everything checked is right\n");
     else
-        std::printf("%s\n", all_ok ? "everything checked is right"
-                                   : "some checks found problems (PROBLEM lines above)");
-    return all_ok ? EXIT_SUCCESS : EXIT_FAILURE;
+        std::printf("%d problem(s), %d warning(s) (PROBLEM and WARNING lines above)\n", errors,
+                    warnings);
+    return errors > 0 || (strict && warnings > 0) ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
 } // namespace keystone

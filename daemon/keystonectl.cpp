@@ -2,6 +2,7 @@
 // keystonectl: runs a task now, lists task records, and manages the database schema.
 #include "config.h"
 
+#include "clusters.hpp"
 #include "config.hpp"
 #include "db.hpp"
 #include "doctor.hpp"
@@ -83,19 +84,26 @@ void main_usage(FILE *out)
     std::exit(exit_usage);
 }
 
+// Reads and checks the configuration and sets up the time zone and logging; throws on a bad
+// configuration (ConfigError naming file:line, or a schedule's error).
+Config load_or_throw(const Global &g)
+{
+    Config c = load_config(g.config_path, process_environment());
+    parse_schedules(c);
+    setenv("TZ", c.timezone.c_str(), 1);
+    tzset();
+    LogLevel level = g.verbose > 0 ? static_cast<LogLevel>(std::min(
+                                         static_cast<int>(LogLevel::info) + g.verbose - 1,
+                                         static_cast<int>(LogLevel::debug2)))
+                                   : LogLevel::warning;
+    log_setup("keystonectl", level, false);
+    return c;
+}
+
 Config load(const Global &g, int error_exit = EXIT_FAILURE)
 {
     try {
-        Config c = load_config(g.config_path, process_environment());
-        parse_schedules(c);
-        setenv("TZ", c.timezone.c_str(), 1);
-        tzset();
-        LogLevel level = g.verbose > 0 ? static_cast<LogLevel>(std::min(
-                                             static_cast<int>(LogLevel::info) + g.verbose - 1,
-                                             static_cast<int>(LogLevel::debug2)))
-                                       : LogLevel::warning;
-        log_setup("keystonectl", level, false);
-        return c;
+        return load_or_throw(g);
     } catch (const std::exception &e) {
         std::fprintf(stderr, "keystonectl: error: %s\n", e.what());
         std::exit(error_exit);
@@ -570,9 +578,7 @@ int cmd_jobs_check(const Global &g, int argc, char **argv)
             clusters.push_back(*cluster);
         } else {
             pqxx::read_transaction tx(conn);
-            for (const auto &row :
-                 tx.exec("SELECT name FROM allocations_cluster WHERE enabled ORDER BY name"))
-                clusters.push_back(row[0].as<std::string>());
+            clusters = enabled_clusters(tx);
         }
         if (clusters.empty()) {
             std::fprintf(stderr, "keystonectl: error: no enabled cluster in allocations_cluster "
@@ -674,7 +680,8 @@ int main(int argc, char **argv)
     if (cmd == "notify")
         return notify_command(sub_argc, sub_argv, [&] { return load(g); });
     if (cmd == "doctor")
-        return doctor_command(sub_argc, sub_argv, [&] { return load(g); });
+        // doctor reports a bad configuration as a finding instead of exiting.
+        return doctor_command(sub_argc, sub_argv, g.config_path, [&] { return load_or_throw(g); });
     if (cmd == "limits") {
         // limits apply [OPTIONS] is run update_limits [OPTIONS].
         if (sub_argc >= 2 && std::strcmp(sub_argv[1], "apply") == 0) {

@@ -275,4 +275,106 @@ void Mailer::write_file(const std::string &data, const std::string &name_hint) {
     log_debug("mailer: wrote %s", path.c_str());
 }
 
+// --- keystonectl doctor's probe (not used to send) ----------------------------------------
+
+namespace {
+
+size_t discard(char *, size_t size, size_t nmemb, void *) { return size * nmemb; }
+
+std::string probe_debug_dir(const std::string &dir) {
+    using Kind = SendError::Kind;
+    struct stat st;
+    std::string target = dir;
+    if (::stat(dir.c_str(), &st) != 0) {
+        if (errno != ENOENT)
+            throw SendError(Kind::setup, 0,
+                            "EMAIL_DEBUG_DIR: " + dir + ": " + std::strerror(errno));
+        // write_file() creates the folder (not its parents) at the first message.
+        const std::size_t slash = dir.find_last_of('/');
+        target = slash == std::string::npos ? "." : slash == 0 ? "/" : dir.substr(0, slash);
+        if (::stat(target.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+            throw SendError(Kind::setup, 0,
+                            "EMAIL_DEBUG_DIR: " + dir + " does not exist, nor does its parent " +
+                                target);
+    } else if (!S_ISDIR(st.st_mode)) {
+        throw SendError(Kind::setup, 0, "EMAIL_DEBUG_DIR: " + dir + " is not a folder");
+    }
+    if (::access(target.c_str(), W_OK | X_OK) != 0)
+        throw SendError(Kind::setup, 0,
+                        "EMAIL_DEBUG_DIR: cannot create files in " + target + ": " +
+                            std::strerror(errno));
+    return target == dir ? "files in " + dir + " (writable)"
+                         : "files in " + dir + " (created at the first message; " + target +
+                               " is writable)";
+}
+
+} // namespace
+
+std::string probe_mail(const MailSettings &settings) {
+    using Kind = SendError::Kind;
+    if (!settings.debug_dir.empty())
+        return probe_debug_dir(settings.debug_dir);
+    const std::string where = "smtp://" + url_host(settings.host) + ":" +
+                              std::to_string(settings.port) + (settings.use_tls ? " STARTTLS" : "") +
+                              (settings.user.empty() ? "" : " AUTH");
+    if (!settings.user.empty() && !settings.use_tls)
+        throw SendError(Kind::setup, 0,
+                        "refusing to send EMAIL_HOST_PASSWORD unencrypted: EMAIL_HOST_USER is "
+                        "set but EMAIL_USE_TLS is false");
+    curl_global_once();
+    std::unique_ptr<CURL, EasyDeleter> easy(curl_easy_init());
+    if (!easy)
+        throw SendError(Kind::setup, 0, "libcurl: curl_easy_init failed");
+    CURL *c = easy.get();
+    char errbuf[CURL_ERROR_SIZE] = {};
+    const std::string url = "smtp://" + url_host(settings.host) + ":" +
+                            std::to_string(settings.port) + "/" + settings.helo;
+    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, static_cast<long>(settings.connect_timeout));
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, static_cast<long>(2 * settings.connect_timeout));
+    // No recipient and a custom command: libcurl runs the whole session set-up (greeting, EHLO,
+    // STARTTLS, AUTH) and then just this command; no MAIL FROM, nothing is sent. QUIT follows
+    // at curl_easy_cleanup.
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "NOOP");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    if (settings.use_tls)
+        curl_easy_setopt(c, CURLOPT_USE_SSL, static_cast<long>(CURLUSESSL_ALL));
+    if (!settings.ca_file.empty())
+        curl_easy_setopt(c, CURLOPT_CAINFO, settings.ca_file.c_str());
+    if (!settings.user.empty()) {
+        curl_easy_setopt(c, CURLOPT_USERNAME, settings.user.c_str());
+        curl_easy_setopt(c, CURLOPT_PASSWORD, settings.password.c_str());
+    }
+    const CURLcode rc = curl_easy_perform(c);
+    long code = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    if (rc == CURLE_OK)
+        return where + ": NOOP answered " + std::to_string(code);
+    std::string text = "SMTP " + where + ": " + curl_easy_strerror(rc);
+    if (errbuf[0] && std::strcmp(errbuf, curl_easy_strerror(rc)) != 0)
+        text += std::string(": ") + errbuf;
+    if (code > 0)
+        text += " (server reply " + std::to_string(code) + ")";
+    // The classification of send_smtp().
+    Kind kind;
+    switch (rc) {
+    case CURLE_LOGIN_DENIED:
+    case CURLE_AUTH_ERROR:
+    case CURLE_USE_SSL_FAILED:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        kind = Kind::setup;
+        break;
+    default:
+        kind = code >= 500 ? Kind::permanent : code >= 400 ? Kind::temporary : Kind::connection;
+    }
+    throw SendError(kind, code, text);
+}
+
 } // namespace keystone

@@ -92,4 +92,13 @@ private:
     long m_files = 0;
 };
 
+// For keystonectl doctor: checks that mail could go out with `settings`, sending none. SMTP:
+// connects, greets (EHLO), STARTTLS when use_tls, AUTH when a user is set, sends NOOP, then QUIT,
+// through libcurl with the options send() uses, so TLS, certificate and AUTH are checked the
+// same way. With debug_dir: the folder exists (or its parent allows creating it) and this process
+// may create files in it. Returns what was checked ("smtp://HOST:PORT STARTTLS AUTH: NOOP
+// answered 250"). Throws SendError classified as send() does (connection, setup, temporary,
+// permanent).
+std::string probe_mail(const MailSettings &settings);
+
 } // namespace keystone

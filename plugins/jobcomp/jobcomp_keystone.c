@@ -34,6 +34,11 @@ const char plugin_name[] = "Job completion records for keystone-slurm (crash-saf
 const char plugin_type[] = "jobcomp/keystone";
 const uint32_t plugin_version = SLURM_VERSION_NUMBER;
 
+/* The Slurm release this plugin was built for, in the form slurmctld reports its own version
+ * ("22.05.8"), for the stats file. The installed slurm_version.h has only the number:
+ * SLURM_VERSION_STRING is in the source tree's generated config.h, which this build lacks. */
+static char _slurm_version[32];
+
 /* The plugin's state: set up in set_location (slurmctld only), torn down in fini. */
 static pthread_mutex_t _state_lock = PTHREAD_MUTEX_INITIALIZER;
 static ks_conf _conf;
@@ -134,6 +139,12 @@ extern int jobcomp_p_set_location(char *location)
     }
     ks_worker_params_init(&params, &_conf);
     params.log = _log;
+    params.plugin_version = PACKAGE_VERSION;
+    snprintf(_slurm_version, sizeof(_slurm_version), "%d.%02d.%d",
+             (int) SLURM_VERSION_MAJOR(SLURM_VERSION_NUMBER),
+             (int) SLURM_VERSION_MINOR(SLURM_VERSION_NUMBER),
+             (int) SLURM_VERSION_MICRO(SLURM_VERSION_NUMBER));
+    params.slurm_version = _slurm_version;
     if (ks_worker_start(&_worker, _queue, _spool, &params, err, sizeof(err)) != KS_SUCCESS) {
         error("%s: cannot start the spool writer: %s", plugin_type, err);
         goto fail;

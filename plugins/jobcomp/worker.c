@@ -178,12 +178,14 @@ static json_t *_stats_json(ks_worker *w) {
             return NULL;
         }
     }
-    doc = json_pack("{s:s, s:i, s:I, s:I,"
+    doc = json_pack("{s:s, s:i, s:I, s:I, s:s?, s:s?, s:I,"
                     " s:{s:I, s:I, s:I, s:I, s:I},"
                     " s:{s:I, s:I, s:I, s:I, s:I, s:s},"
                     " s:{s:I, s:I, s:I, s:o}}",
                     "format", "keystone-jobcomp-stats", "format_version", 1, "pid",
-                    (json_int_t)getpid(), "time", (json_int_t)time(NULL), "queue", "capacity",
+                    (json_int_t)getpid(), "time", (json_int_t)time(NULL), "plugin_version",
+                    w->p.plugin_version, "slurm_version", w->p.slurm_version,
+                    "stats_interval_ms", (json_int_t)w->p.stats_interval_ms, "queue", "capacity",
                     (json_int_t)st.queue.capacity, "depth", (json_int_t)st.queue.depth,
                     "high_water", (json_int_t)st.queue.high_water, "pushed",
                     (json_int_t)st.queue.pushed, "dropped", (json_int_t)st.queue.dropped, "spool",

@@ -25,6 +25,7 @@
  * Every stats_interval_ms, and once when it stops, the worker replaces KS_SPOOL_STATS_FILE in
  * the spool folder (atomically) with:
  *   {"format":"keystone-jobcomp-stats","format_version":1,"pid":1234,"time":1732790000,
+ *    "plugin_version":"0.1.0","slurm_version":"22.05.8","stats_interval_ms":5000,
  *    "queue":{"capacity":100000,"depth":0,"high_water":812,"pushed":51234,"dropped":0},
  *    "spool":{"files_written":409,"records_written":51234,"write_errors":0,
  *             "retry_pending":0,"lost_at_stop":0,"last_error":""},
@@ -33,7 +34,9 @@
  *                           {"lt_usec":null,"count":0}]}}
  * Bucket i counts callbacks that took less than 0.125 * 2^i microseconds and at least the
  * previous bound (counts are per bucket, not cumulative); the last bucket (lt_usec null) holds
- * everything slower than 2^21 microseconds.
+ * everything slower than 2^21 microseconds. plugin_version and slurm_version are the params' strings
+ * (null when not set): keystonectl doctor compares them with its own version and slurmctld's, and
+ * uses time and stats_interval_ms to tell a live plugin from a file left behind.
  *
  * Logging goes through the `log` callback (the plugin passes one that calls Slurm's logger); it
  * is called only from the worker thread and from ks_worker_start()/ks_worker_stop(). Repeated
@@ -63,6 +66,9 @@ typedef struct ks_worker_params {
     uint32_t log_interval_ms;   /* default 60000 */
     ks_log_fn log;              /* NULL: no logging */
     void *log_arg;
+    /* Written into the stats file; NULL: null there. Must outlive the worker (string literals). */
+    const char *plugin_version; /* keystone-slurm's PACKAGE_VERSION */
+    const char *slurm_version;  /* the Slurm release the plugin was built for: "22.05.8" */
 } ks_worker_params;
 
 typedef struct ks_worker_stats {

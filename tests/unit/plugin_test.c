@@ -1527,6 +1527,7 @@ START_TEST(test_worker_histogram_and_stats_file) {
     uint64_t sum = 0;
 
     _wfix_init(&f, 1000, 100);
+    f.p.plugin_version = "9.8.7";
     _wfix_start(&f);
     for (size_t k = 0; k < N_ELEMS(ns); k++) {
         ks_worker_observe_callback(f.w, ns[k]);
@@ -1551,6 +1552,11 @@ START_TEST(test_worker_histogram_and_stats_file) {
 
     s = _read_stats(f.dir);
     ck_assert_int_eq(_stat_int(s, "callback", "count"), (json_int_t)N_ELEMS(ns));
+    /* The versions keystonectl doctor compares: set, or null when not given. */
+    ck_assert_str_eq(json_string_value(json_object_get(s, "plugin_version")), "9.8.7");
+    ck_assert(json_is_null(json_object_get(s, "slurm_version")));
+    ck_assert_int_eq(json_integer_value(json_object_get(s, "stats_interval_ms")), 5);
+    ck_assert(json_integer_value(json_object_get(s, "time")) > 0);
     b = json_object_get(json_object_get(s, "callback"), "buckets");
     ck_assert_uint_eq(json_array_size(b), KS_HIST_BUCKETS);
     ck_assert(json_real_value(json_object_get(json_array_get(b, 0), "lt_usec")) == 0.125);
