@@ -2,13 +2,16 @@
 // Implementation of an expiration-notice run (see notify_run.hpp).
 #include "notify_run.hpp"
 
+#include "clusters.hpp"
 #include "db.hpp"
 #include "error.hpp"
 #include "log.hpp"
 #include "mailer.hpp"
 #include "migrate.hpp"
+#include "task_log.hpp"
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -134,17 +137,38 @@ const char *settlement_name(Settlement s) {
 bool task_finished_since(pqxx::connection &conn, const std::string &dotted_name, std::time_t since,
                          std::string *ended_at) {
     pqxx::read_transaction tx(conn);
-    auto row = tx.exec_params1(
-        "SELECT min(date_done) IS NOT NULL, "
+    const std::vector<std::string> clusters = enabled_clusters(tx);
+    // The first end since `since` per task name and args.
+    const char *first_end_sql =
+        "SELECT task_args, "
         "       to_char(min(date_done) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
         "FROM django_celery_results_taskresult "
         "WHERE task_name = $1 AND status IN ('SUCCESS', 'FAILURE') AND date_created >= "
-        "to_timestamp($2)",
-        dotted_name, static_cast<long long>(since));
-    const bool done = row[0].as<bool>();
-    if (done && ended_at)
-        *ended_at = row[1].as<std::string>();
-    return done;
+        "to_timestamp($2) GROUP BY task_args";
+    std::string latest;
+    if (clusters.empty()) {
+        const pqxx::result r =
+            tx.exec_params(first_end_sql, dotted_name, static_cast<long long>(since));
+        for (const auto &row : r)
+            if (latest.empty() || row[1].as<std::string>() < latest)
+                latest = row[1].as<std::string>();
+        if (latest.empty())
+            return false;
+    } else {
+        std::map<std::string, std::string> ends; // task_args -> first end
+        for (const auto &row : tx.exec_params(first_end_sql, dotted_name + "_for_cluster",
+                                              static_cast<long long>(since)))
+            ends[row[0].is_null() ? "" : row[0].as<std::string>()] = row[1].as<std::string>();
+        for (const std::string &cluster : clusters) {
+            auto it = ends.find(python_args_repr({cluster}));
+            if (it == ends.end())
+                return false;
+            latest = std::max(latest, it->second);
+        }
+    }
+    if (ended_at)
+        *ended_at = latest;
+    return true;
 }
 
 void run_notices(RunContext &ctx, NoticeKind kind, const NoticeRunOptions &options) {

@@ -38,8 +38,11 @@ enum class Settlement { absent, off, done, pending };
 Settlement settlement_state(bool registered, bool scheduled, bool finished_today);
 const char *settlement_name(Settlement s);
 
-// Whether a run of the task `dotted_name` that started at or after `since` has ended (SUCCESS
-// or FAILURE) according to its task records; `ended_at` gets the first such end time (ISO UTC).
+// Whether a run of the per-cluster task `dotted_name` that started at or after `since` has ended
+// (SUCCESS or FAILURE) for every enabled cluster, according to its task records: each cluster's
+// sub-run (`<dotted_name>_for_cluster`, args [cluster]), which may have run on another keystoned
+// (a head node per cluster), or a whole run when no cluster is enabled. `ended_at` gets the
+// latest of those first end times (ISO UTC).
 bool task_finished_since(pqxx::connection &conn, const std::string &dotted_name, std::time_t since,
                          std::string *ended_at = nullptr);
 

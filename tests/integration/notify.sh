@@ -201,14 +201,25 @@ check_eq "no update_limits run since midnight: waited KEYSTONED_NOTIFY_SETTLE_WA
 check_eq "the notice of the unsettled request is held back" "1" "$(printf '%s' "$out" | jget result.held_unsettled)"
 check_eq "held back: not recorded" "" "$(notices RD "$RU")"
 check_eq "the settled one is sent" "ophelia" "$(notices RD "$RS")"
-# update_limits ran since midnight (its task record, as keystoned writes it) and settled the day.
+# update_limits ran since midnight (its task records, as keystoned writes them) and settled the
+# day: first a run on a head node of another cluster only (KEYSTONED_CLUSTERS), which settles
+# nothing here, then smp's own sub-run.
+ks_sql "INSERT INTO allocations_cluster (name, enabled, access_mode) VALUES ('other', true, 'OP');
+        INSERT INTO django_celery_results_taskresult (task_id, task_name, task_args, status, content_type, content_encoding, date_created, date_done)
+        VALUES ('limits-other', 'apps.allocations.tasks.limits.update_limits', '[]', 'SUCCESS', 'application/json', 'utf-8', now(), now()),
+               ('limits-other-1', 'apps.allocations.tasks.limits.update_limits_for_cluster', '(''other'',)', 'SUCCESS', 'application/json', 'utf-8', now(), now())" >/dev/null
+out=$(run notify_past_expirations); rc=$?
+check_eq "another cluster's update_limits alone: still pending" "1 FAILURE pending" "$rc $(printf '%s' "$out" | jget status) $(printf '%s' "$out" | jget result.settlement)"
+check_eq "the notice is still held back" "" "$(notices RD "$RU")"
 ks_sql "UPDATE allocations_resourceallocation SET final = 300 WHERE request_id = $RU;
-        INSERT INTO django_celery_results_taskresult (task_id, task_name, status, content_type, content_encoding, date_created, date_done)
-        VALUES ('limits-today', 'apps.allocations.tasks.limits.update_limits', 'SUCCESS', 'application/json', 'utf-8', now(), now())" >/dev/null
+        INSERT INTO django_celery_results_taskresult (task_id, task_name, task_args, status, content_type, content_encoding, date_created, date_done)
+        VALUES ('limits-today', 'apps.allocations.tasks.limits.update_limits', '[]', 'SUCCESS', 'application/json', 'utf-8', now(), now()),
+               ('limits-today-1', 'apps.allocations.tasks.limits.update_limits_for_cluster', '(''smp'',)', 'FAILURE', 'application/json', 'utf-8', now(), now())" >/dev/null
 out=$(run notify_past_expirations); rc=$?
 check_eq "after update_limits' run: SUCCESS, settled" "0 SUCCESS done" "$rc $(printf '%s' "$out" | jget status) $(printf '%s' "$out" | jget result.settlement)"
 check_eq "the held notice goes out now" "ophelia" "$(notices RD "$RU")"
 check_match "with the final usage" "300 of 500 SUs used \(60%\)" "$(ks_sql "SELECT message_text FROM notifications_notification WHERE metadata->'request_id' = to_jsonb($RU::bigint)")"
+ks_sql "DELETE FROM allocations_cluster WHERE name = 'other'" >/dev/null
 limits_schedule=off
 conf
 
