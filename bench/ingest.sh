@@ -55,15 +55,19 @@ daemon=$!
 ks_on_exit "kill -TERM $daemon 2>/dev/null; wait $daemon 2>/dev/null"
 ks_wait_for 60 grep -q "keystoned: running" "$KS_TMP/keystoned.log" || { cat "$KS_TMP/keystoned.log"; exit 1; }
 psql -X -q -c CHECKPOINT
-spool_empty() { [ -z "$(find "$spool" -maxdepth 1 -name '*.json' -print -quit)" ]; }
-all_in() { [ "$(ks_sql "SELECT count(*) FROM keystone_slurm.job")" = "$records" ]; }
+# The ingest deletes a file only after its rows are committed, so an empty spool means every row
+# is in. Polled with a glob in this shell: no process per poll. (Polling count(*) through psql,
+# which Debian runs through a Perl wrapper, every 50 ms took most of a core from the ingest on
+# this 2-core machine: 1.8 of PostgreSQL's 4.2 CPU seconds for 300,000 records, plus the Perl.)
+# The rows are counted once at the end.
+spool_empty() { ! compgen -G "$spool/*.json" >/dev/null; }
 
 echo "ours: moving the files into the spool of the running keystoned"
 load0=$(cut -d' ' -f1 /proc/loadavg)
 pg0=$(pg_cpu)
 t0=$(now_ms)
 find "$KS_TMP/gen" -name '*.json' -exec mv -t "$spool" {} +
-until spool_empty && all_in; do sleep 0.05; done
+until spool_empty; do sleep 0.05; done
 t1=$(now_ms)
 ours_ms=$((t1 - t0))
 ours_cpu=$(cpu_s "$daemon")

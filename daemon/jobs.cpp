@@ -3,11 +3,15 @@
 // INSERT ... ON CONFLICT) and the window read used by the reconciliation (see jobs.hpp).
 #include "jobs.hpp"
 
+#include <pqxx/tablewriter>
+
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <map>
 #include <stdexcept>
+#include <string_view>
 #include <tuple>
 #include <unordered_map>
 
@@ -109,22 +113,6 @@ constexpr const char *load_sql =
     "WHERE cluster = $1 AND submit < to_timestamp($3)\n"
     "  AND (\"end\" IS NULL OR \"end\" >= to_timestamp($2))\n"
     "ORDER BY job_id, submit";
-
-// NULL for the empty string, as the table stores it.
-inline const char *text_or_null(const std::string &s)
-{
-    return s.empty() ? nullptr : s.c_str();
-}
-
-// COPY's text for a double that reads back as the same double.
-std::optional<std::string> real_text(const std::optional<double> &v)
-{
-    if (!v)
-        return std::nullopt;
-    char buf[40];
-    std::snprintf(buf, sizeof(buf), "%.17g", *v);
-    return std::string(buf);
-}
 
 // The rows of one upsert, wherever they live (a vector of rows, or the parsed files of a batch).
 class Rows {
@@ -344,6 +332,148 @@ std::optional<std::int64_t> link(const std::unordered_map<std::string, std::int6
     return it->second;
 }
 
+// COPY FROM STDIN in text format, the lines built here: libpqxx 6.4's stream_to formats every
+// field through a std::string of its own (3-4 us a row, more than PostgreSQL needs to store it).
+// Lines are sent in chunks of about 64 KiB through tablewriter::write_raw_line, which adds the
+// chunk's last newline. Text escaping follows COPY's rules for the text format: backslash,
+// newline, carriage return and tab are escaped, NULL is \N; the connection's client encoding is
+// UTF8, where none of those bytes occurs inside a multibyte character. tablewriter is
+// deprecated in libpqxx 6.4 (for stream_to, whose raw-line write is private there).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+class CopyWriter {
+public:
+    CopyWriter(pqxx::transaction_base &tx, const std::string &table,
+               const std::vector<std::string> &columns)
+        : m_copy(tx, table, columns.begin(), columns.end())
+    {
+        m_buf.reserve(chunk + 4096);
+    }
+
+    void text(const std::string &s) { s.empty() ? null() : escaped(s); }
+    // Never NULL: an empty string is stored as ''.
+    void text_not_null(const std::string &s) { escaped(s); }
+    void text(const char *s) { s ? escaped(std::string_view(s)) : null(); }
+    void integer(std::int64_t v)
+    {
+        sep();
+        char b[24];
+        const auto r = std::to_chars(b, b + sizeof b, v);
+        m_buf.append(b, r.ptr);
+    }
+    void integer(const std::optional<std::int64_t> &v) { v ? integer(*v) : null(); }
+    // The shortest text that reads back as the same double (PostgreSQL's float8in is exact).
+    void real(const std::optional<double> &v)
+    {
+        if (!v)
+            return null();
+        sep();
+        char b[40];
+        const auto r = std::to_chars(b, b + sizeof b, *v);
+        m_buf.append(b, r.ptr);
+    }
+    void end_row()
+    {
+        m_buf += '\n';
+        m_first = true;
+        if (m_buf.size() >= chunk)
+            flush();
+    }
+    void complete()
+    {
+        flush();
+        m_copy.complete();
+    }
+
+private:
+    static constexpr std::size_t chunk = 64 * 1024;
+
+    void sep()
+    {
+        if (!m_first)
+            m_buf += '\t';
+        m_first = false;
+    }
+    void null()
+    {
+        sep();
+        m_buf.append("\\N", 2);
+    }
+    void escaped(std::string_view s)
+    {
+        sep();
+        std::size_t start = 0;
+        for (std::size_t i = 0; i < s.size(); ++i) {
+            const char c = s[i];
+            const char *esc = c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '\r' ? "\\r"
+                              : c == '\t' ? "\\t" : nullptr;
+            if (esc == nullptr)
+                continue;
+            m_buf.append(s.data() + start, i - start);
+            m_buf.append(esc, 2);
+            start = i + 1;
+        }
+        m_buf.append(s.data() + start, s.size() - start);
+    }
+    void flush()
+    {
+        if (m_buf.empty())
+            return;
+        m_buf.pop_back(); // write_raw_line adds the last newline
+        m_copy.write_raw_line(m_buf);
+        m_buf.clear();
+    }
+
+    pqxx::tablewriter m_copy;
+    std::string m_buf;
+    bool m_first = true;
+};
+#pragma GCC diagnostic pop
+
+// The 33 columns a job row has in both the job table and the staging table, in table order.
+// Times go in as COPY text for timestamptz (`epoch` false: the row fits direct_copy_fits) or as
+// epoch seconds (the staging table's bigints).
+void put_job_fields(CopyWriter &copy, const JobRow &r, bool epoch)
+{
+    char tb[32];
+    auto time = [&](const std::optional<std::int64_t> &t) {
+        epoch ? copy.integer(t) : copy.text(time_text(t, tb));
+    };
+    copy.text_not_null(r.cluster);
+    copy.integer(r.job_id);
+    time(r.submit);
+    copy.text_not_null(r.jobid);
+    copy.integer(r.array_job_id);
+    copy.integer(r.array_task_id);
+    copy.integer(r.het_job_id);
+    copy.integer(r.het_job_offset);
+    copy.text(r.het_job_info);
+    copy.text(r.jobname);
+    copy.text(r.username);
+    copy.integer(r.uid);
+    copy.text(r.group);
+    copy.integer(r.gid);
+    copy.text(r.account);
+    copy.text(r.partition);
+    copy.text(r.qos);
+    copy.text_not_null(r.state);
+    copy.text(r.exitcode);
+    copy.text(r.derivedexitcode);
+    time(r.eligible);
+    time(r.start);
+    time(r.end);
+    copy.integer(r.elapsed_sec);
+    copy.integer(r.timelimit_min);
+    copy.integer(r.allocnodes);
+    copy.text(r.nodelist);
+    copy.integer(r.alloccpus);
+    copy.text(r.alloctres);
+    copy.real(r.billing);
+    copy.integer(r.priority);
+    copy.text(r.workdir);
+    copy.text(r.reservation);
+}
+
 // COPY of rows[idx] (keys the table does not hold) straight into keystone_slurm.job, with the
 // values and links the upsert's INSERT would give them; created_at and updated_at take their
 // defaults (now()), as there.
@@ -368,28 +498,16 @@ void copy_into_job(pqxx::transaction_base &tx, const Rows &rows,
         "start", "\"end\"", "elapsed", "timelimit_min", "allocnodes", "nodelist", "alloccpus",
         "alloctres", "billing", "priority", "workdir", "reservation", "cluster_id", "team_id",
         "user_id", "source"};
-    const char *source_name = job_source_name(source);
-    // libpqxx 7 deprecates this constructor (for stream_to::table, which 6.4 lacks); it still
-    // works there. The column names go into the COPY as given.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-    pqxx::stream_to copy(tx, "keystone_slurm.job", columns);
-#pragma GCC diagnostic pop
-    char submit[32], eligible[32], start[32], end[32];
+    const std::string source_name = job_source_name(source);
+    CopyWriter copy(tx, "keystone_slurm.job", columns);
     for (size_t i : idx) {
         const JobRow &r = rows[i];
-        copy << std::make_tuple(
-            r.cluster.c_str(), r.job_id, time_text(r.submit, submit), r.jobid.c_str(),
-            r.array_job_id, r.array_task_id, r.het_job_id, r.het_job_offset,
-            text_or_null(r.het_job_info), text_or_null(r.jobname), text_or_null(r.username),
-            r.uid, text_or_null(r.group), r.gid, text_or_null(r.account),
-            text_or_null(r.partition), text_or_null(r.qos), r.state.c_str(),
-            text_or_null(r.exitcode), text_or_null(r.derivedexitcode),
-            time_text(r.eligible, eligible), time_text(r.start, start), time_text(r.end, end),
-            r.elapsed_sec, r.timelimit_min, r.allocnodes, text_or_null(r.nodelist), r.alloccpus,
-            text_or_null(r.alloctres), real_text(r.billing), r.priority, text_or_null(r.workdir),
-            text_or_null(r.reservation), link(cluster_ids, r.cluster), link(team_ids, r.account),
-            link(user_ids, r.username), source_name);
+        put_job_fields(copy, r, false);
+        copy.integer(link(cluster_ids, r.cluster));
+        copy.integer(link(team_ids, r.account));
+        copy.integer(link(user_ids, r.username));
+        copy.text_not_null(source_name);
+        copy.end_row();
     }
     copy.complete();
 }
@@ -401,24 +519,17 @@ UpsertCounts upsert_staged(pqxx::transaction_base &tx, const Rows &rows,
     UpsertCounts counts;
     tx.exec0(stage_sql);
     {
-        // Columns in table order: the COPY names none. libpqxx 7 deprecates this constructor
-        // (for stream_to::table, which 6.4 lacks); it still works there.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-        pqxx::stream_to copy(tx, stage_table);
-#pragma GCC diagnostic pop
+        static const std::vector<std::string> columns = {
+            "cluster", "job_id", "submit", "jobid", "array_job_id", "array_task_id",
+            "het_job_id", "het_job_offset", "het_job_info", "jobname", "username", "uid",
+            "\"group\"", "gid", "account", "partition", "qos", "state", "exitcode",
+            "derivedexitcode", "eligible", "start", "\"end\"", "elapsed", "timelimit_min",
+            "allocnodes", "nodelist", "alloccpus", "alloctres", "billing", "priority", "workdir",
+            "reservation"};
+        CopyWriter copy(tx, stage_table, columns);
         for (size_t i : idx) {
-            const JobRow &r = rows[i];
-            copy << std::make_tuple(
-                r.cluster.c_str(), r.job_id, r.submit, r.jobid.c_str(), r.array_job_id,
-                r.array_task_id, r.het_job_id, r.het_job_offset, text_or_null(r.het_job_info),
-                text_or_null(r.jobname), text_or_null(r.username), r.uid, text_or_null(r.group),
-                r.gid, text_or_null(r.account), text_or_null(r.partition), text_or_null(r.qos),
-                r.state.c_str(), text_or_null(r.exitcode), text_or_null(r.derivedexitcode),
-                r.eligible, r.start, r.end, r.elapsed_sec, r.timelimit_min, r.allocnodes,
-                text_or_null(r.nodelist), r.alloccpus, text_or_null(r.alloctres),
-                real_text(r.billing), r.priority, text_or_null(r.workdir),
-                text_or_null(r.reservation));
+            put_job_fields(copy, rows[i], true);
+            copy.end_row();
         }
         copy.complete();
     }

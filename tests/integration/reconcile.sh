@@ -145,7 +145,7 @@ check_eq "jobs check agrees (exit 0)" 0 "$rc"
 check_match "and says so" "Cluster=ks .*agree: 0 missing, 0 extra, 0 different" "$out"
 
 # --- a second run changes nothing -------------------------------------------------------------
-stamps() { ks_sql "SELECT md5(string_agg(id || updated_at::text, ',' ORDER BY id)) FROM keystone_slurm.job WHERE job_id NOT IN ($j_running, $j_timeout, $j_parr, $j_parr2)"; }
+stamps() { ks_sql "SELECT md5(string_agg(cluster || job_id || submit::text || updated_at::text, ',' ORDER BY job_id, submit, cluster)) FROM keystone_slurm.job WHERE job_id NOT IN ($j_running, $j_timeout, $j_parr, $j_parr2)"; }
 before=$(stamps)
 out=$(run_json)
 check_eq "second run: nothing filled in" 0 "$(printf '%s' "$out" | jq_ 'd["result"]["filled_in"]')"
