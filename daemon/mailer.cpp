@@ -79,6 +79,37 @@ void write_all(int fd, const std::string &data, const std::string &path) {
     }
 }
 
+// A failed libcurl SMTP exchange as a SendError: "SMTP <where>: <curl's text>[: <detail>]
+// [(server reply N)]", and its kind (settings that cannot work, the server's 5xx or 4xx, or the
+// connection).
+SendError smtp_error(CURLcode rc, long code, const std::string &where, const char *errbuf)
+{
+    std::string text = "SMTP " + where + ": " + curl_easy_strerror(rc);
+    if (errbuf[0] && std::strcmp(errbuf, curl_easy_strerror(rc)) != 0)
+        text += std::string(": ") + errbuf;
+    if (code > 0)
+        text += " (server reply " + std::to_string(code) + ")";
+    SendError::Kind kind;
+    switch (rc) {
+    case CURLE_LOGIN_DENIED:
+    case CURLE_AUTH_ERROR:
+    case CURLE_USE_SSL_FAILED:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        kind = SendError::Kind::setup;
+        break;
+    default:
+        kind = code >= 500   ? SendError::Kind::permanent
+               : code >= 400 ? SendError::Kind::temporary
+                             : SendError::Kind::connection;
+    }
+    return SendError(kind, code, text);
+}
+
 } // namespace
 
 struct Mailer::CurlHandle {
@@ -200,32 +231,12 @@ void Mailer::send_smtp(const std::string &from, const std::string &to, const std
         throw Interrupted("interrupted: keystoned is stopping (in the middle of an SMTP exchange)");
     }
 
-    std::string text = "SMTP " + transport() + ": " + curl_easy_strerror(rc);
-    if (m_curl->errbuf[0] && std::strcmp(m_curl->errbuf, curl_easy_strerror(rc)) != 0)
-        text += std::string(": ") + m_curl->errbuf;
-    if (code > 0)
-        text += " (server reply " + std::to_string(code) + ")";
-    Kind kind;
-    switch (rc) {
-    case CURLE_LOGIN_DENIED:
-    case CURLE_AUTH_ERROR:
-    case CURLE_USE_SSL_FAILED:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_URL_MALFORMAT:
-    case CURLE_UNSUPPORTED_PROTOCOL:
-        kind = Kind::setup;
-        break;
-    default:
-        kind = code >= 500 ? Kind::permanent : code >= 400 ? Kind::temporary : Kind::connection;
-    }
-    if (kind == Kind::connection) {
+    SendError error = smtp_error(rc, code, transport(), m_curl->errbuf);
+    if (error.kind() == SendError::Kind::connection) {
         // Whatever state the session is in, start the next message on a fresh connection.
         m_curl.reset();
     }
-    throw SendError(kind, code, text);
+    throw error;
 }
 
 void Mailer::write_file(const std::string &data, const std::string &name_hint) {
@@ -352,29 +363,7 @@ std::string probe_mail(const MailSettings &settings) {
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     if (rc == CURLE_OK)
         return where + ": NOOP answered " + std::to_string(code);
-    std::string text = "SMTP " + where + ": " + curl_easy_strerror(rc);
-    if (errbuf[0] && std::strcmp(errbuf, curl_easy_strerror(rc)) != 0)
-        text += std::string(": ") + errbuf;
-    if (code > 0)
-        text += " (server reply " + std::to_string(code) + ")";
-    // The classification of send_smtp().
-    Kind kind;
-    switch (rc) {
-    case CURLE_LOGIN_DENIED:
-    case CURLE_AUTH_ERROR:
-    case CURLE_USE_SSL_FAILED:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_URL_MALFORMAT:
-    case CURLE_UNSUPPORTED_PROTOCOL:
-        kind = Kind::setup;
-        break;
-    default:
-        kind = code >= 500 ? Kind::permanent : code >= 400 ? Kind::temporary : Kind::connection;
-    }
-    throw SendError(kind, code, text);
+    throw smtp_error(rc, code, where, errbuf);
 }
 
 } // namespace keystone
