@@ -9,7 +9,6 @@
 #include "directory.hpp"
 #include "mailer.hpp"
 #include "migrate.hpp"
-#include "slurm_internal.hpp"
 #include "slurmdb.hpp"
 #include "tasks/task.hpp"
 #include "util.hpp"
@@ -495,40 +494,6 @@ void check_mail(const Config &config, std::vector<Finding> &out) {
 
 // --- the local slurmctld and the plugin -------------------------------------------------------
 
-struct LocalCtld {
-    std::string cluster, version, jobcomp_type, jobcomp_loc, host, slurm_user;
-    uid_t slurm_uid = 0;
-};
-
-struct CtlConfFree {
-    void operator()(slurm_conf_t *c) const noexcept { slurm_free_ctl_conf(c); }
-};
-
-// slurm.conf's cluster, asked from its slurmctld. Throws SlurmError when it cannot be reached.
-LocalCtld read_local_ctld(const std::string &slurm_conf_setting) {
-    using namespace slurm_internal;
-    std::lock_guard<std::mutex> lock(slurm_mutex());
-    library_init_locked(slurm_conf_setting);
-    LocalCtld l;
-    l.cluster = text(slurm_conf.cluster_name);
-    slurm_conf_t *raw = nullptr;
-    slurm_seterrno(0);
-    const int rc = slurm_load_ctl_conf(0, &raw);
-    std::unique_ptr<slurm_conf_t, CtlConfFree> conf(raw);
-    if (rc != SLURM_SUCCESS || !conf)
-        throw SlurmError(
-            "slurmctld of Cluster=" + l.cluster + " (SlurmctldHost=" +
-            (slurm_conf.control_cnt > 0 ? text(slurm_conf.control_machine[0]) : std::string("?")) +
-            " Port=" + std::to_string(slurm_conf.slurmctld_port) + "): " + slurm_error_text());
-    l.version = text(conf->version);
-    l.jobcomp_type = text(conf->job_comp_type);
-    l.jobcomp_loc = text(conf->job_comp_loc);
-    l.host = conf->control_cnt > 0 ? text(conf->control_machine[0]) : "";
-    l.slurm_user = text(conf->slurm_user_name);
-    l.slurm_uid = conf->slurm_user_id;
-    return l;
-}
-
 std::string real_path(const std::string &p) {
     char buf[PATH_MAX];
     return ::realpath(p.c_str(), buf) ? std::string(buf) : p;
@@ -549,9 +514,9 @@ std::optional<uid_t> check_plugin(const Config &config, std::vector<Finding> &ou
             "checked");
         return std::nullopt;
     }
-    LocalCtld ctld;
+    SlurmctldConfig ctld;
     try {
-        ctld = read_local_ctld(config.slurm_conf);
+        ctld = read_slurmctld_config(config.slurm_conf);
     } catch (const std::exception &e) {
         add(out, "plugin", "slurmctld", Status::error, one_line(e),
             "start slurmctld, or set KEYSTONED_SLURM_CONF to this cluster's slurm.conf");

@@ -384,4 +384,28 @@ std::uint32_t SlurmdbConnection::billing_tres_locked(const std::string &what,
     return m_tres_billing;
 }
 
+SlurmctldConfig read_slurmctld_config(const std::string &slurm_conf_setting)
+{
+    std::lock_guard<std::mutex> lock(slurm_mutex());
+    library_init_locked(slurm_conf_setting);
+    SlurmctldConfig out;
+    out.cluster = text(slurm_conf.cluster_name);
+    slurm_conf_t *raw = nullptr;
+    slurm_seterrno(0);
+    const int rc = slurm_load_ctl_conf(0, &raw);
+    CtlConfPtr conf(raw);
+    if (rc != SLURM_SUCCESS || !conf)
+        throw SlurmError(
+            "slurmctld of Cluster=" + out.cluster + " (SlurmctldHost=" +
+            (slurm_conf.control_cnt > 0 ? text(slurm_conf.control_machine[0]) : std::string("?")) +
+            " Port=" + std::to_string(slurm_conf.slurmctld_port) + "): " + slurm_error_text());
+    out.version = text(conf->version);
+    out.jobcomp_type = text(conf->job_comp_type);
+    out.jobcomp_loc = text(conf->job_comp_loc);
+    out.host = conf->control_cnt > 0 ? text(conf->control_machine[0]) : "";
+    out.slurm_user = text(conf->slurm_user_name);
+    out.slurm_uid = conf->slurm_user_id;
+    return out;
+}
+
 } // namespace keystone

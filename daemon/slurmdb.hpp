@@ -104,6 +104,22 @@ std::vector<SlurmPrerequisite> check_limit_prerequisites(const std::string &slur
                                                          const std::string &cluster,
                                                          int slurmdb_timeout = 300);
 
+// What slurm.conf's own cluster's slurmctld says of itself (slurm_load_ctl_conf), for
+// keystonectl doctor's check of the plugin.
+struct SlurmctldConfig {
+    std::string cluster;      // slurm.conf's ClusterName
+    std::string version;      // slurmctld's version, "22.05.8"
+    std::string jobcomp_type; // JobCompType
+    std::string jobcomp_loc;  // JobCompLoc
+    std::string host;         // the first SlurmctldHost
+    std::string slurm_user;   // SlurmUser
+    unsigned slurm_uid = 0;
+};
+
+// Asks slurm.conf's cluster's slurmctld (`slurm_conf_setting`: KEYSTONED_SLURM_CONF) for its
+// configuration. Throws SlurmError naming the cluster, host and port when it cannot be reached.
+SlurmctldConfig read_slurmctld_config(const std::string &slurm_conf_setting);
+
 // One connection to slurmdbd (slurmdb_connection_get/close), for one thread at a time. QOS and
 // TRES names are read once per connection, when first needed.
 //
