@@ -74,6 +74,9 @@ ours_cpu=$(cpu_s "$daemon")
 pg1=$(pg_cpu)
 tx_ms=$(grep -o 'committed .* in [0-9]* ms' "$KS_TMP/keystoned.log" | awk '{ s += $(NF - 1) } END { print s + 0 }')
 txs=$(grep -c 'ingest: committed' "$KS_TMP/keystoned.log" || true)
+# The loading thread's time by phase, summed over the transactions (keystoned's verbose log).
+phase() { grep -o "$1 [0-9]* ms" "$KS_TMP/keystoned.log" | awk '{ s += $(NF - 1) } END { printf "%.2f", s / 1000 }'; }
+wait_s=$(phase 'reader wait'); upsert_s=$(phase 'upsert'); commit_s=$(phase 'commit'); delete_s=$(phase 'file deletion')
 kill -TERM "$daemon"; wait "$daemon" 2>/dev/null || true
 
 echo "anchor: one COPY of the same rows into an unindexed table"
@@ -107,6 +110,9 @@ printf '%-38s %14.2f %14.2f\n' "time (s)" "$(div "$ours_ms" 1000)" "$(div "$anch
 printf '%-38s %14s %14s\n' "records/s" "$(rate "$records" "$ours_ms")" "$(rate "$anchor_rows" "$anchor_ms")"
 printf '%-38s %14s\n' "transactions" "$txs"
 printf '%-38s %14.2f\n' "time inside transactions (s)" "$(div "$tx_ms" 1000)"
+printf '%-38s %14s\n' "  of which upsert / commit (s)" "$upsert_s / $commit_s"
+printf '%-38s %14s\n' "waiting for the reader thread (s)" "$wait_s"
+printf '%-38s %14s\n' "deleting ingested files (s)" "$delete_s"
 printf '%-38s %14s\n' "keystoned CPU time (s)" "$ours_cpu"
 printf '%-38s %14.1f %14.1f\n' "PostgreSQL CPU time (s)" "$(awk -v a="$pg0" -v b="$pg1" 'BEGIN { print b - a }')" \
     "$(awk -v a="$pg2" -v b="$pg3" 'BEGIN { print b - a }')"

@@ -500,6 +500,9 @@ struct Ingester::Batch {
     std::vector<std::vector<JobRow>> parts; // one per file
     std::vector<const JobRow *> rows;       // into parts
     std::size_t records = 0;
+    // Where this batch's time went, for the verbose log: waiting for the reader thread to parse
+    // its files, then (in commit) the upsert, the commit and deleting the files.
+    std::chrono::steady_clock::duration waited{};
 };
 
 // A quarantined file whose spool_quarantine row is not committed yet.
@@ -567,7 +570,12 @@ IngestTotals Ingester::run_pass(const Config &config)
     } join{queue, reader};
 
     Batch batch;
-    while (std::optional<ParsedFile> f = queue.pop()) {
+    for (;;) {
+        const auto wait_start = std::chrono::steady_clock::now();
+        std::optional<ParsedFile> f = queue.pop();
+        batch.waited += std::chrono::steady_clock::now() - wait_start;
+        if (!f)
+            break;
         switch (f->status) {
         case ParsedFile::Status::gone:
             continue; // removed by someone else since the listing
@@ -611,11 +619,13 @@ bool Ingester::commit(const Config &config, int spool_fd, Batch &batch, IngestTo
         if (m_quit.load())
             return false;
         const auto t0 = std::chrono::steady_clock::now();
+        auto t_upserted = t0;
         UpsertCounts counts;
         try {
             pqxx::connection &c = m_db.conn_retry(&m_quit, std::chrono::hours(24 * 366));
             pqxx::work tx(c, "ingest");
             counts = upsert_jobs(tx, batch.rows, JobSource::jobcomp);
+            t_upserted = std::chrono::steady_clock::now();
             for (const auto &p : m_pending)
                 tx.exec_prepared0("ingest_quarantine", p.file, p.reason, worker);
             std::optional<std::string> last_error;
@@ -651,9 +661,11 @@ bool Ingester::commit(const Config &config, int spool_fd, Batch &batch, IngestTo
                 return false;
             continue;
         }
-        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::steady_clock::now() - t0)
-                            .count();
+        const auto t_committed = std::chrono::steady_clock::now();
+        auto ms_of = [](std::chrono::steady_clock::duration d) {
+            return static_cast<long long>(
+                std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
+        };
         if (m_failures > 0)
             log_info("ingest: database reachable again after %d failed attempt(s): ingesting",
                      m_failures);
@@ -681,11 +693,15 @@ bool Ingester::commit(const Config &config, int spool_fd, Batch &batch, IngestTo
         totals.rows.inserted += counts.inserted;
         totals.rows.updated += counts.updated;
         totals.rows.unchanged += counts.unchanged;
+        const auto t_deleted = std::chrono::steady_clock::now();
         log_verbose("ingest: committed Files=%zu Records=%zu Inserted=%lld Updated=%lld "
-                    "Unchanged=%lld in %lld ms",
+                    "Unchanged=%lld in %lld ms (reader wait %lld ms, upsert %lld ms, commit "
+                    "%lld ms, file deletion %lld ms)",
                     batch.files.size(), batch.records, static_cast<long long>(counts.inserted),
                     static_cast<long long>(counts.updated),
-                    static_cast<long long>(counts.unchanged), static_cast<long long>(ms));
+                    static_cast<long long>(counts.unchanged), ms_of(t_committed - t0),
+                    ms_of(batch.waited), ms_of(t_upserted - t0), ms_of(t_committed - t_upserted),
+                    ms_of(t_deleted - t_committed));
         return true;
     }
 }
