@@ -92,36 +92,6 @@ std::string errno_text(int e)
     return std::strerror(e);
 }
 
-// Length of the valid UTF-8 sequence (RFC 3629) at p[0..n), or 0 when p[0] starts none: no
-// overlong forms, no surrogates, nothing above U+10FFFF (the rules of the spool's writer).
-std::size_t utf8_seq(const unsigned char *p, std::size_t n)
-{
-    const unsigned c = p[0];
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        return n >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-        return n >= 3 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 ? 3 : 0;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-        return n >= 4 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 &&
-                       (p[3] & 0xC0) == 0x80
-                   ? 4
-                   : 0;
-    }
-    return 0;
-}
-
 // getpwuid_r / getgrgid_r with a buffer that grows on ERANGE; "" when there is no entry.
 template <typename Entry, typename Lookup, typename Name>
 std::string lookup_name(std::uint32_t id, int size_hint, Lookup lookup, Name name)

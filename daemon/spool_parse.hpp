@@ -19,6 +19,11 @@ struct ks_record;
 
 namespace keystone {
 
+// Length of the valid UTF-8 sequence (RFC 3629) at p[0..n) (n >= 1), 0 when p[0] starts none: no
+// overlong forms, no surrogates, nothing above U+10FFFF (the rule of the plugin's writer and of
+// jansson's parser).
+std::size_t utf8_seq(const unsigned char *p, std::size_t n);
+
 // Decodes one record line (without its newline) in the writer's form into `r`. True when the
 // line is such a record and ks_record_from_json() would accept it with the same result; false
 // when it is not (then `r` is unspecified): the line may still be valid (a "raw" member, \u
