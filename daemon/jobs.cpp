@@ -431,8 +431,15 @@ private:
 #pragma GCC diagnostic pop
 
 // The 33 columns a job row has in both the job table and the staging table, in table order.
-// Times go in as COPY text for timestamptz (`epoch` false: the row fits direct_copy_fits) or as
-// epoch seconds (the staging table's bigints).
+const std::vector<std::string> job_field_columns = {
+    "cluster", "job_id", "submit", "jobid", "array_job_id", "array_task_id", "het_job_id",
+    "het_job_offset", "het_job_info", "jobname", "username", "uid", "\"group\"", "gid",
+    "account", "partition", "qos", "state", "exitcode", "derivedexitcode", "eligible", "start",
+    "\"end\"", "elapsed", "timelimit_min", "allocnodes", "nodelist", "alloccpus", "alloctres",
+    "billing", "priority", "workdir", "reservation"};
+
+// Writes job_field_columns of `r`. Times go in as COPY text for timestamptz (`epoch` false: the
+// row fits direct_copy_fits) or as epoch seconds (the staging table's bigints).
 void put_job_fields(CopyWriter &copy, const JobRow &r, bool epoch)
 {
     char tb[32];
@@ -491,13 +498,11 @@ void copy_into_job(pqxx::transaction_base &tx, const Rows &rows,
     const auto cluster_ids = link_ids(tx, cluster_ids_sql, std::move(clusters));
     const auto team_ids = link_ids(tx, team_ids_sql, std::move(teams));
     const auto user_ids = link_ids(tx, user_ids_sql, std::move(users));
-    static const std::vector<std::string> columns = {
-        "cluster", "job_id", "submit", "jobid", "array_job_id", "array_task_id", "het_job_id",
-        "het_job_offset", "het_job_info", "jobname", "username", "uid", "\"group\"", "gid",
-        "account", "partition", "qos", "state", "exitcode", "derivedexitcode", "eligible",
-        "start", "\"end\"", "elapsed", "timelimit_min", "allocnodes", "nodelist", "alloccpus",
-        "alloctres", "billing", "priority", "workdir", "reservation", "cluster_id", "team_id",
-        "user_id", "source"};
+    static const std::vector<std::string> columns = [] {
+        std::vector<std::string> c = job_field_columns;
+        c.insert(c.end(), {"cluster_id", "team_id", "user_id", "source"});
+        return c;
+    }();
     const std::string source_name = job_source_name(source);
     CopyWriter copy(tx, "keystone_slurm.job", columns);
     for (size_t i : idx) {
@@ -519,14 +524,7 @@ UpsertCounts upsert_staged(pqxx::transaction_base &tx, const Rows &rows,
     UpsertCounts counts;
     tx.exec0(stage_sql);
     {
-        static const std::vector<std::string> columns = {
-            "cluster", "job_id", "submit", "jobid", "array_job_id", "array_task_id",
-            "het_job_id", "het_job_offset", "het_job_info", "jobname", "username", "uid",
-            "\"group\"", "gid", "account", "partition", "qos", "state", "exitcode",
-            "derivedexitcode", "eligible", "start", "\"end\"", "elapsed", "timelimit_min",
-            "allocnodes", "nodelist", "alloccpus", "alloctres", "billing", "priority", "workdir",
-            "reservation"};
-        CopyWriter copy(tx, stage_table, columns);
+        CopyWriter copy(tx, stage_table, job_field_columns);
         for (size_t i : idx) {
             put_job_fields(copy, rows[i], true);
             copy.end_row();
