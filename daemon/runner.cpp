@@ -228,9 +228,12 @@ bool RunContext::run_for_cluster(const std::string &cluster,
     return false;
 }
 
-RunOutcome run_task(const TaskDef &task, const Config &config, Database &db,
-                    const RunOptions &asked, const std::atomic<bool> &stop,
-                    std::chrono::seconds connect_wait, std::atomic<int> *phase)
+namespace {
+
+// run_task without the metrics.
+RunOutcome run_task_once(const TaskDef &task, const Config &config, Database &db,
+                         const RunOptions &asked, const std::atomic<bool> &stop,
+                         std::chrono::seconds connect_wait, std::atomic<int> *phase)
 {
     RunOutcome out;
     const auto started = std::chrono::steady_clock::now();
@@ -253,7 +256,6 @@ RunOutcome run_task(const TaskDef &task, const Config &config, Database &db,
         out.result_json = "{}";
         out.seconds = elapsed();
         log_error("%s; the run could not be recorded", out.error.c_str());
-        metrics_record_run(task.short_name, out);
         return out;
     }
 
@@ -268,7 +270,6 @@ RunOutcome run_task(const TaskDef &task, const Config &config, Database &db,
         out.result_json = "{}";
         out.error = std::string(task.short_name) + ": " + why;
         out.seconds = elapsed();
-        metrics_record_run(task.short_name, out);
         return out;
     };
     TaskStart start;
@@ -365,7 +366,6 @@ RunOutcome run_task(const TaskDef &task, const Config &config, Database &db,
             db.reset();
         else
             release();
-        metrics_record_run(task.short_name, out);
         return out;
     }
 
@@ -435,7 +435,6 @@ RunOutcome run_task(const TaskDef &task, const Config &config, Database &db,
         release();
     }
     set_phase(phase, RunPhase::idle);
-    metrics_record_run(task.short_name, out);
 
     if (out.status == "SUCCESS")
         log_info("task: %s finished: SUCCESS in %.2f s: %s", task.short_name, out.seconds,
@@ -443,6 +442,17 @@ RunOutcome run_task(const TaskDef &task, const Config &config, Database &db,
     else
         log_error("task: %s finished: FAILURE in %.2f s: %s", task.short_name, out.seconds,
                   out.error.c_str());
+    return out;
+}
+
+} // namespace
+
+RunOutcome run_task(const TaskDef &task, const Config &config, Database &db,
+                    const RunOptions &options, const std::atomic<bool> &stop,
+                    std::chrono::seconds connect_wait, std::atomic<int> *phase)
+{
+    RunOutcome out = run_task_once(task, config, db, options, stop, connect_wait, phase);
+    metrics_record_run(task.short_name, out);
     return out;
 }
 
