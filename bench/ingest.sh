@@ -3,7 +3,8 @@
 # Benchmark: keystoned's spool ingest beside its anchor, in the same run on the same private
 # PostgreSQL. Ours: KS_BENCH_RECORDS (1,000,000) made-up job records in spool files of
 # KS_BENCH_PER_FILE (500, the plugin's default batch) moved into the spool of a running
-# keystoned, until every row is in keystone_slurm.job and the spool is empty. Anchor: one raw
+# keystoned (KEYSTONED_INGEST_CONNECTIONS=KS_BENCH_CONNECTIONS, default 2, the setting's
+# default), until every row is in keystone_slurm.job and the spool is empty. Anchor: one raw
 # COPY (text format, through psql) of the same rows, taken from the ingested table, into an
 # unindexed table with the same columns. Prints records/s of both and the ratio ours / anchor.
 # Needs a built tree: KS_BUILDDIR (default ./_build). Run as root or as a user who can run initdb.
@@ -21,7 +22,9 @@ ks_scratch
 ks_pg_start
 spool=$KS_TMP/spool
 mkdir -p "$spool" "$KS_TMP/gen"
-ks_write_conf "KEYSTONED_SPOOL_DIR=$spool" "KEYSTONED_LOG_LEVEL=verbose"
+connections=${KS_BENCH_CONNECTIONS:-2}
+ks_write_conf "KEYSTONED_SPOOL_DIR=$spool" "KEYSTONED_LOG_LEVEL=verbose" \
+    "KEYSTONED_INGEST_CONNECTIONS=$connections"
 "$KEYSTONECTL" db migrate --keystone-schema >/dev/null
 
 # Keystone's side, so the links are real joins: the cluster, 100 teams, 500 users.
@@ -108,8 +111,9 @@ printf '%-38s %14s %14s\n' "rows in the table" "$ours_rows" "$anchor_rows"
 printf '%-38s %14s %14s\n' "input" "$files files, ${mb} MB" "${rows_mb} MB text"
 printf '%-38s %14.2f %14.2f\n' "time (s)" "$(div "$ours_ms" 1000)" "$(div "$anchor_ms" 1000)"
 printf '%-38s %14s %14s\n' "records/s" "$(rate "$records" "$ours_ms")" "$(rate "$anchor_rows" "$anchor_ms")"
+printf '%-38s %14s\n' "ingest connections" "$connections"
 printf '%-38s %14s\n' "transactions" "$txs"
-printf '%-38s %14.2f\n' "time inside transactions (s)" "$(div "$tx_ms" 1000)"
+printf '%-38s %14.2f\n' "time inside transactions, summed (s)" "$(div "$tx_ms" 1000)"
 printf '%-38s %14s\n' "  of which upsert / commit (s)" "$upsert_s / $commit_s"
 printf '%-38s %14s\n' "waiting for the reader thread (s)" "$wait_s"
 printf '%-38s %14s\n' "deleting ingested files (s)" "$delete_s"

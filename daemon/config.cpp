@@ -678,6 +678,7 @@ const std::vector<Setting> &settings() {
         text<&Config::quarantine_dir, check_absolute_or_empty>("KEYSTONED_QUARANTINE_DIR"),
         integer<&Config::ingest_interval, 1, 3600>("KEYSTONED_INGEST_INTERVAL"),
         integer<&Config::ingest_max_records, 1, 10000000>("KEYSTONED_INGEST_MAX_RECORDS"),
+        integer<&Config::ingest_connections, 1, 16>("KEYSTONED_INGEST_CONNECTIONS"),
         text<&Config::slurm_conf, check_absolute_or_empty>("KEYSTONED_SLURM_CONF"),
         integer<&Config::slurmdb_timeout, 10, 3600>("KEYSTONED_SLURMDB_TIMEOUT"),
         integer<&Config::jobs_overlap, 0, 2592000>("KEYSTONED_JOBS_OVERLAP"),

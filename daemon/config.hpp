@@ -128,6 +128,9 @@ struct Config {
     std::string quarantine_dir;
     int ingest_interval = 2;          // KEYSTONED_INGEST_INTERVAL, 1..3600 s between spool scans
     int ingest_max_records = 50000;   // KEYSTONED_INGEST_MAX_RECORDS, 1..10000000 per transaction
+    // KEYSTONED_INGEST_CONNECTIONS, 1..16: database connections (one loading thread each) that
+    // load a spool backlog side by side; a job's records always take the same one.
+    int ingest_connections = 2;
     // KEYSTONED_SLURM_CONF: slurm.conf for the slurmdb API; empty: libslurm's default
     // ($SLURM_CONF, else the path Slurm was built with).
     std::string slurm_conf;

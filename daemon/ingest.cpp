@@ -23,6 +23,7 @@ extern "C" {
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -160,37 +161,57 @@ std::string exit_text(std::uint32_t code, std::uint32_t sig)
     return exit_code_text(code, sig == KS_NO_VAL ? 0 : sig);
 }
 
-// One batch file as read by the reader thread.
+// The connection of a pass that loads a job's records: all of one job's go through one, in
+// spool order, so a later record of a job is never overwritten by an earlier one. By blocks of
+// 1024 job ids, not by single ids: the connections then insert into different pages of the
+// primary key, and the range look-ups of stored keys (jobs.cpp) of one connection never cover
+// rows that another one inserted and has not committed, whose visibility PostgreSQL checks in
+// pg_subtrans (the direct COPY runs in a savepoint), row by row: with ids dealt out one by one,
+// those look-ups grew to over a second per transaction and quadrupled PostgreSQL's CPU time.
+std::size_t share_of(std::uint32_t job_id, std::size_t shares)
+{
+    return static_cast<std::size_t>((job_id >> 10) % shares);
+}
+
+// One batch file as read by the reader thread: its rows divided among the pass's connections.
 struct ParsedFile {
     enum class Status { ok, invalid, transient, gone };
     Status status = Status::ok;
     std::string name;
-    std::vector<JobRow> rows;
+    std::vector<std::vector<JobRow>> shares; // [connection]: its rows, in file order
     std::size_t records = 0;
     std::string error; // invalid / transient: why (names the file, record and line)
 };
 
 ParsedFile parse_file(const std::string &dir, const std::string &name, IdNames &ids,
-                      SpoolReader &reader)
+                      SpoolReader &reader, std::size_t nshares)
 {
     ParsedFile pf;
     pf.name = name;
+    pf.shares.resize(nshares);
     const std::string path = dir + "/" + name;
+    auto add = [&](const ks_record &r) {
+        pf.shares[share_of(r.job_id, nshares)].push_back(
+            job_row_from_record(r, ids));
+    };
     // The fast reader for files as the plugin writes them; any doubt (a record the table cannot
     // hold included) and the strict reader below reads the file again and has the last word.
     const bool fast = reader.read(path, [&](const ks_record &r, std::size_t i, std::size_t n) {
         if (i == 0)
-            pf.rows.reserve(n);
+            for (auto &share : pf.shares)
+                share.reserve(n / nshares + 1);
         if (!record_problem(r).empty())
             return false;
-        pf.rows.push_back(job_row_from_record(r, ids));
+        add(r);
         return true;
     });
     if (fast) {
-        pf.records = pf.rows.size();
+        for (const auto &share : pf.shares)
+            pf.records += share.size();
         return pf;
     }
-    pf.rows.clear();
+    for (auto &share : pf.shares)
+        share.clear();
     ks_record *raw = nullptr;
     std::size_t n = 0;
     char err[1024] = "";
@@ -219,71 +240,11 @@ ParsedFile parse_file(const std::string &dir, const std::string &name, IdNames &
             return pf;
         }
     }
-    pf.rows.reserve(n);
     for (std::size_t i = 0; i < n; ++i)
-        pf.rows.push_back(job_row_from_record(recs.get()[i], ids));
+        add(recs.get()[i]);
     pf.records = n;
     return pf;
 }
-
-// Parsed files from the reader thread to the loading one. Holds at most `limit` records
-// (always at least one file), so the reader runs about one transaction ahead.
-class FileQueue {
-public:
-    explicit FileQueue(std::size_t limit) : m_limit(std::max<std::size_t>(limit, 1)) {}
-
-    // False when aborted (the file is dropped).
-    bool push(ParsedFile &&f)
-    {
-        std::unique_lock<std::mutex> lock(m_mutex);
-        m_space.wait(lock, [&] {
-            return m_aborted || m_items.empty() || m_queued + f.records <= m_limit;
-        });
-        if (m_aborted)
-            return false;
-        m_queued += f.records;
-        m_items.push_back(std::move(f));
-        m_ready.notify_one();
-        return true;
-    }
-
-    // The next file; nullopt once closed and drained, or aborted.
-    std::optional<ParsedFile> pop()
-    {
-        std::unique_lock<std::mutex> lock(m_mutex);
-        m_ready.wait(lock, [&] { return m_aborted || m_closed || !m_items.empty(); });
-        if (m_aborted || m_items.empty())
-            return std::nullopt;
-        ParsedFile f = std::move(m_items.front());
-        m_items.pop_front();
-        m_queued -= f.records;
-        m_space.notify_one();
-        return f;
-    }
-
-    void close()
-    {
-        std::lock_guard<std::mutex> lock(m_mutex);
-        m_closed = true;
-        m_ready.notify_all();
-    }
-
-    void abort()
-    {
-        std::lock_guard<std::mutex> lock(m_mutex);
-        m_aborted = true;
-        m_ready.notify_all();
-        m_space.notify_all();
-    }
-
-private:
-    std::mutex m_mutex;
-    std::condition_variable m_ready, m_space;
-    std::deque<ParsedFile> m_items;
-    std::size_t m_limit;
-    std::size_t m_queued = 0;
-    bool m_closed = false, m_aborted = false;
-};
 
 // Batch file names in the folder (regular files only), in name order = write order.
 std::vector<std::string> list_batch_files(int dirfd, const std::string &dir)
@@ -463,12 +424,85 @@ JobRow job_row_from_record(const ks_record &r)
 // ---------------------------------------------------------------------------------------------
 // One pass
 
-// The files of one transaction and their rows (which stay in the files' vectors: moving rows
+// A file of the pass, shared by its parts: deleted by whichever connection commits the last of them.
+struct FileTicket {
+    explicit FileTicket(std::string n) : name(std::move(n)) {}
+    const std::string name;
+    std::atomic<int> parts_left{1};
+};
+
+// What one connection of the pass is handed of one file: its share of the rows; for connection
+// 0 also every file that could not be read (status not ok, no rows).
+struct Ingester::Part {
+    std::shared_ptr<FileTicket> file;
+    ParsedFile::Status status = ParsedFile::Status::ok;
+    std::string error;
+    std::vector<JobRow> rows;
+};
+
+// Parts from the reader thread to one connection's thread. Holds at most `limit` records
+// (always at least one part), so the reader runs about one transaction ahead of each.
+struct Ingester::PartQueue {
+    explicit PartQueue(std::size_t limit) : m_limit(std::max<std::size_t>(limit, 1)) {}
+
+    // False when aborted (the part is dropped).
+    bool push(Part &&p)
+    {
+        std::unique_lock<std::mutex> lock(m_mutex);
+        m_space.wait(lock, [&] {
+            return m_aborted || m_items.empty() || m_queued + p.rows.size() <= m_limit;
+        });
+        if (m_aborted)
+            return false;
+        m_queued += p.rows.size();
+        m_items.push_back(std::move(p));
+        m_ready.notify_one();
+        return true;
+    }
+
+    // The next part; nullopt once closed and drained, or aborted.
+    std::optional<Part> pop()
+    {
+        std::unique_lock<std::mutex> lock(m_mutex);
+        m_ready.wait(lock, [&] { return m_aborted || m_closed || !m_items.empty(); });
+        if (m_aborted || m_items.empty())
+            return std::nullopt;
+        Part p = std::move(m_items.front());
+        m_items.pop_front();
+        m_queued -= p.rows.size();
+        m_space.notify_one();
+        return p;
+    }
+
+    void close()
+    {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        m_closed = true;
+        m_ready.notify_all();
+    }
+
+    void abort()
+    {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        m_aborted = true;
+        m_ready.notify_all();
+        m_space.notify_all();
+    }
+
+private:
+    std::mutex m_mutex;
+    std::condition_variable m_ready, m_space;
+    std::deque<Part> m_items;
+    std::size_t m_limit;
+    std::size_t m_queued = 0;
+    bool m_closed = false, m_aborted = false;
+};
+
+// The parts of one transaction and their rows (which stay in the parts' vectors: moving rows
 // of a large batch cost more than parsing them).
 struct Ingester::Batch {
-    std::vector<std::string> files;
-    std::vector<std::vector<JobRow>> parts; // one per file
-    std::vector<const JobRow *> rows;       // into parts
+    std::vector<Part> parts;
+    std::vector<const JobRow *> rows; // into parts
     std::size_t records = 0;
     // Where this batch's time went, for the verbose log: waiting for the reader thread to parse
     // its files, then (in commit) the upsert, the commit and deleting the files.
@@ -480,10 +514,27 @@ struct Ingester::Pending {
     std::string file, reason;
 };
 
-Ingester::Ingester(Database &db, const std::atomic<bool> &quit) : m_db(db), m_quit(quit)
+// One database connection of the ingest, with its state across passes. Used by one thread at
+// a time (connection 0: the IngestService thread; the others: a thread of each pass).
+struct Ingester::Connection {
+    Connection(Database &d, std::size_t i) : db(d), index(i) {}
+    Database &db;
+    const std::size_t index;
+    std::string last_db_error; // recorded in ingest_state by the next commit
+    int failures = 0;          // failed attempts since the last commit
+};
+
+Ingester::Ingester(std::vector<Database *> dbs, const std::atomic<bool> &quit) : m_quit(quit)
 {
-    m_db.prepare("ingest_quarantine", quarantine_sql);
-    m_db.prepare("ingest_state", state_sql);
+    if (dbs.empty() || dbs.size() > max_connections)
+        throw std::invalid_argument("Ingester: 1 to " + std::to_string(max_connections) +
+                                    " connections");
+    for (std::size_t i = 0; i < dbs.size(); ++i) {
+        if (i == 0)
+            dbs[i]->prepare("ingest_quarantine", quarantine_sql);
+        dbs[i]->prepare("ingest_state", state_sql);
+        m_connections.push_back(std::make_unique<Connection>(*dbs[i], i));
+    }
 }
 
 Ingester::~Ingester() = default;
@@ -499,6 +550,12 @@ bool Ingester::pause(int seconds) const
     return !m_quit.load();
 }
 
+void Ingester::leave_alone(const std::string &name)
+{
+    std::lock_guard<std::mutex> lock(m_mutex);
+    m_leave_alone.insert(name);
+}
+
 IngestTotals Ingester::run_pass(const Config &config)
 {
     IngestTotals totals;
@@ -509,82 +566,167 @@ IngestTotals Ingester::run_pass(const Config &config)
                                 "ingest: cannot open the spool folder " + dir +
                                     " (KEYSTONED_SPOOL_DIR)");
     std::vector<std::string> names = list_batch_files(spool.get(), dir);
-    names.erase(std::remove_if(names.begin(), names.end(),
-                               [&](const std::string &n) { return m_leave_alone.count(n) > 0; }),
-                names.end());
+    {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        names.erase(std::remove_if(names.begin(), names.end(),
+                                   [&](const std::string &n) { return m_leave_alone.count(n) > 0; }),
+                    names.end());
+    }
+    // Connections this pass loads through: no more than there are files.
+    const std::size_t nconn = std::max<std::size_t>(
+        1, std::min({static_cast<std::size_t>(std::max(config.ingest_connections, 1)),
+                     m_connections.size(), names.size()}));
+    // A connection no longer configured is closed (it is reopened if the setting grows again).
+    for (std::size_t i = nconn; i < m_connections.size(); ++i)
+        if (static_cast<int>(i) >= config.ingest_connections)
+            m_connections[i]->db.reset();
     if (names.empty() && m_pending.empty())
         return totals;
 
     const std::size_t max_records =
         static_cast<std::size_t>(std::max(config.ingest_max_records, 1));
-    FileQueue queue(max_records);
-    // Parsing (JSON, UTF-8 checks, name lookups) overlaps the database's work on the previous
-    // transaction. The reader only reads: moving and deleting files stays on this thread.
-    std::thread reader([&queue, &names, &dir, this] {
+    std::vector<std::unique_ptr<PartQueue>> queues;
+    for (std::size_t i = 0; i < nconn; ++i)
+        queues.push_back(std::make_unique<PartQueue>(max_records));
+    auto abort_all = [&queues] {
+        for (auto &q : queues)
+            q->abort();
+    };
+    // Parsing (JSON, UTF-8 checks, name lookups) overlaps the database's work. The reader only
+    // reads: moving and deleting files is the loading threads' work.
+    std::thread reader([&queues, &names, &dir, nconn, this] {
         IdNames ids;
         SpoolReader files;
         for (const auto &name : names) {
-            if (m_quit.load() || !queue.push(parse_file(dir, name, ids, files)))
+            if (m_quit.load())
+                break;
+            ParsedFile f = parse_file(dir, name, ids, files, nconn);
+            auto ticket = std::make_shared<FileTicket>(name);
+            if (f.status != ParsedFile::Status::ok) {
+                if (!queues[0]->push(Part{ticket, f.status, std::move(f.error), {}}))
+                    break;
+                continue;
+            }
+            // Connection 0 takes a part of every file, rows or not (it counts the files); the
+            // others only when they have rows of it.
+            int parts = 1;
+            for (std::size_t i = 1; i < nconn; ++i)
+                parts += f.shares[i].empty() ? 0 : 1;
+            ticket->parts_left.store(parts);
+            bool pushed = true;
+            for (std::size_t i = 0; i < nconn && pushed; ++i)
+                if (i == 0 || !f.shares[i].empty())
+                    pushed = queues[i]->push(Part{ticket, f.status, {}, std::move(f.shares[i])});
+            if (!pushed)
                 break;
         }
-        queue.close();
+        for (auto &q : queues)
+            q->close();
     });
+    std::vector<IngestTotals> sub(nconn);
+    std::vector<std::thread> loaders;
     struct Join {
-        FileQueue &q;
-        std::thread &t;
+        std::function<void()> abort;
+        std::thread &reader;
+        std::vector<std::thread> &loaders;
         ~Join()
         {
-            q.abort();
-            t.join();
+            abort();
+            reader.join();
+            for (auto &t : loaders)
+                t.join();
         }
-    } join{queue, reader};
+    } join{abort_all, reader, loaders};
+    for (std::size_t i = 1; i < nconn; ++i) {
+        loaders.emplace_back([&, i] {
+            try {
+                if (!load(config, spool.get(), *m_connections[i], *queues[i], names.size(),
+                          sub[i]))
+                    abort_all();
+            } catch (const std::exception &e) {
+                log_error("ingest: connection %zu: %s; its files stay in the spool", i + 1,
+                          e.what());
+                abort_all(); // the reader must not wait for this thread's queue
+            }
+        });
+    }
+    if (!load(config, spool.get(), *m_connections[0], *queues[0], names.size(), sub[0]))
+        abort_all();
+    for (auto &t : loaders)
+        t.join();
+    loaders.clear();
+    for (const IngestTotals &t : sub) {
+        totals.files += t.files;
+        totals.records += t.records;
+        totals.transactions += t.transactions;
+        totals.quarantined += t.quarantined;
+        totals.rows.inserted += t.rows.inserted;
+        totals.rows.updated += t.rows.updated;
+        totals.rows.unchanged += t.rows.unchanged;
+    }
+    return totals;
+}
 
+bool Ingester::load(const Config &config, int spool_fd, Connection &c, PartQueue &queue,
+                    std::size_t files_in_pass, IngestTotals &totals)
+{
+    const std::size_t max_records =
+        static_cast<std::size_t>(std::max(config.ingest_max_records, 1));
     Batch batch;
     for (;;) {
         const auto wait_start = std::chrono::steady_clock::now();
-        std::optional<ParsedFile> f = queue.pop();
+        std::optional<Part> p = queue.pop();
         batch.waited += std::chrono::steady_clock::now() - wait_start;
-        if (!f)
+        if (!p)
             break;
-        switch (f->status) {
+        const std::string &name = p->file->name;
+        switch (p->status) {
         case ParsedFile::Status::gone:
             continue; // removed by someone else since the listing
         case ParsedFile::Status::transient:
             log_error_limited("ingest-read", 60,
-                              "ingest: cannot read %s now, trying again later: %s",
-                              f->name.c_str(), f->error.c_str());
+                              "ingest: cannot read %s now, trying again later: %s", name.c_str(),
+                              p->error.c_str());
             continue;
         case ParsedFile::Status::invalid:
-            quarantine(config, spool.get(), f->name, f->error);
+            quarantine(config, spool_fd, name, p->error);
             continue;
         case ParsedFile::Status::ok:
             break;
         }
-        if (!batch.files.empty() && batch.records + f->records > max_records) {
-            if (!commit(config, spool.get(), batch, totals))
-                return totals;
+        if (!batch.parts.empty() && batch.records + p->rows.size() > max_records) {
+            if (!commit(config, spool_fd, c, batch, totals))
+                return false;
             batch = Batch();
         }
-        if (batch.files.empty()) {
+        if (batch.parts.empty()) {
             // One allocation per transaction, sized as if the files left were like this one.
             const std::size_t guess = std::min<std::size_t>(
-                {max_records, f->records * names.size(), std::size_t(1000000)});
-            batch.rows.reserve(std::max(f->records, guess));
+                {max_records, p->rows.size() * files_in_pass, std::size_t(1000000)});
+            batch.rows.reserve(std::max(p->rows.size(), guess));
         }
-        batch.files.push_back(f->name);
-        batch.records += f->records;
-        for (const JobRow &r : f->rows)
+        batch.records += p->rows.size();
+        for (const JobRow &r : p->rows)
             batch.rows.push_back(&r);
-        batch.parts.push_back(std::move(f->rows)); // the rows stay where they are
+        batch.parts.push_back(std::move(*p)); // the rows stay where they are
     }
-    if (!m_quit.load() && (!batch.files.empty() || !m_pending.empty()))
-        (void)commit(config, spool.get(), batch, totals); // the pass ends either way
-    return totals;
+    if (m_quit.load())
+        return false;
+    if (!batch.parts.empty() || (c.index == 0 && !m_pending.empty()))
+        return commit(config, spool_fd, c, batch, totals);
+    return true;
 }
 
-bool Ingester::commit(const Config &config, int spool_fd, Batch &batch, IngestTotals &totals)
+bool Ingester::commit(const Config &config, int spool_fd, Connection &c, Batch &batch,
+                      IngestTotals &totals)
 {
     const std::string worker = config.worker.empty() ? host_name() : config.worker;
+    // Quarantine rows go through connection 0, which also counts the files (it has a part of
+    // every one); every connection counts its own records.
+    const bool first = c.index == 0;
+    const std::vector<Pending> no_pending;
+    const std::vector<Pending> &pending = first ? m_pending : no_pending;
+    const std::size_t files = first ? batch.parts.size() : 0;
     for (int delay = 1;; delay = std::min(delay * 2, 30)) {
         if (m_quit.load())
             return false;
@@ -592,21 +734,20 @@ bool Ingester::commit(const Config &config, int spool_fd, Batch &batch, IngestTo
         auto t_upserted = t0;
         UpsertCounts counts;
         try {
-            pqxx::connection &c = m_db.conn_retry(&m_quit, std::chrono::hours(24 * 366));
-            pqxx::work tx(c, "ingest");
+            pqxx::connection &conn = c.db.conn_retry(&m_quit, std::chrono::hours(24 * 366));
+            pqxx::work tx(conn, "ingest");
             counts = upsert_jobs(tx, batch.rows, JobSource::jobcomp);
             t_upserted = std::chrono::steady_clock::now();
-            for (const auto &p : m_pending)
+            for (const auto &p : pending)
                 tx.exec_prepared0("ingest_quarantine", p.file, p.reason, worker);
             std::optional<std::string> last_error;
-            if (!m_pending.empty())
-                last_error =
-                    "quarantined " + m_pending.back().file + ": " + m_pending.back().reason;
-            else if (!m_last_db_error.empty())
-                last_error = m_last_db_error;
-            tx.exec_prepared0("ingest_state", worker, static_cast<long long>(batch.files.size()),
+            if (!pending.empty())
+                last_error = "quarantined " + pending.back().file + ": " + pending.back().reason;
+            else if (!c.last_db_error.empty())
+                last_error = c.last_db_error;
+            tx.exec_prepared0("ingest_state", worker, static_cast<long long>(files),
                               static_cast<long long>(batch.records),
-                              static_cast<long long>(m_pending.size()), last_error);
+                              static_cast<long long>(pending.size()), last_error);
             tx.commit();
         } catch (const std::exception &e) {
             // Nothing is deleted: the files stay for the next attempt (in doubt whether the
@@ -614,19 +755,19 @@ bool Ingester::commit(const Config &config, int spool_fd, Batch &batch, IngestTo
             if (m_quit.load()) {
                 log_info("ingest: stopping: the open transaction of %zu file(s) is rolled back; "
                          "they stay in the spool",
-                         batch.files.size());
+                         batch.parts.size());
                 return false;
             }
-            ++m_failures;
+            ++c.failures;
             metrics_record_database(false);
             const std::string why =
                 (is_connection_error(e) ? "database connection lost: " : "") + one_line(e);
-            m_last_db_error = "ingest transaction failed: " + why;
+            c.last_db_error = "ingest transaction failed: " + why;
             log_error_limited("ingest-db", 60,
                               "ingest: transaction of %zu file(s) failed, they stay in the spool; "
                               "retrying in %d s: %s",
-                              batch.files.size(), delay, why.c_str());
-            m_db.reset();
+                              batch.parts.size(), delay, why.c_str());
+            c.db.reset();
             if (!pause(delay))
                 return false;
             continue;
@@ -636,40 +777,50 @@ bool Ingester::commit(const Config &config, int spool_fd, Batch &batch, IngestTo
             return static_cast<long long>(
                 std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
         };
-        if (m_failures > 0)
+        if (c.failures > 0)
             log_info("ingest: database reachable again after %d failed attempt(s): ingesting",
-                     m_failures);
-        m_failures = 0;
-        m_last_db_error.clear();
-        totals.quarantined += static_cast<std::int64_t>(m_pending.size());
-        m_pending.clear();
+                     c.failures);
+        c.failures = 0;
+        c.last_db_error.clear();
+        if (first) {
+            totals.quarantined += static_cast<std::int64_t>(m_pending.size());
+            m_pending.clear();
+        }
 
-        // Committed: only now may the files go. A crash before this point replays them.
-        for (const auto &name : batch.files) {
+        // Committed: a file may go once every connection's share of it is. A crash before that
+        // replays the whole file; the shares committed already change nothing.
+        std::size_t deleted = 0;
+        for (const Part &p : batch.parts) {
+            if (p.file->parts_left.fetch_sub(1) != 1)
+                continue;
+            const std::string &name = p.file->name;
             if (::unlinkat(spool_fd, name.c_str(), 0) != 0 && errno != ENOENT) {
                 log_error("ingest: cannot delete %s/%s after ingesting it: %s; it is left alone "
                           "until keystoned restarts",
                           config.spool_dir.c_str(), name.c_str(), errno_text(errno).c_str());
-                m_leave_alone.insert(name);
+                leave_alone(name);
+                continue;
             }
+            ++deleted;
         }
-        if (!batch.files.empty() && ::fsync(spool_fd) != 0)
+        if (deleted > 0 && ::fsync(spool_fd) != 0)
             log_error_limited("ingest-fsync", 60, "ingest: fsync of %s failed: %s",
                               config.spool_dir.c_str(), errno_text(errno).c_str());
-        totals.files += static_cast<std::int64_t>(batch.files.size());
+        totals.files += static_cast<std::int64_t>(deleted);
         totals.records += static_cast<std::int64_t>(batch.records);
-        metrics_record_ingest_commit(batch.files.size(), batch.records);
+        metrics_record_ingest_commit(static_cast<std::int64_t>(files),
+                                     static_cast<std::int64_t>(batch.records));
         totals.transactions += 1;
         totals.rows.inserted += counts.inserted;
         totals.rows.updated += counts.updated;
         totals.rows.unchanged += counts.unchanged;
         const auto t_deleted = std::chrono::steady_clock::now();
         log_verbose("ingest: committed Files=%zu Records=%zu Inserted=%lld Updated=%lld "
-                    "Unchanged=%lld in %lld ms (reader wait %lld ms, upsert %lld ms, commit "
-                    "%lld ms, file deletion %lld ms)",
-                    batch.files.size(), batch.records, static_cast<long long>(counts.inserted),
+                    "Unchanged=%lld Connection=%zu in %lld ms (reader wait %lld ms, upsert "
+                    "%lld ms, commit %lld ms, file deletion %lld ms)",
+                    batch.parts.size(), batch.records, static_cast<long long>(counts.inserted),
                     static_cast<long long>(counts.updated),
-                    static_cast<long long>(counts.unchanged), ms_of(t_committed - t0),
+                    static_cast<long long>(counts.unchanged), c.index + 1, ms_of(t_committed - t0),
                     ms_of(batch.waited), ms_of(t_upserted - t0), ms_of(t_committed - t_upserted),
                     ms_of(t_deleted - t_committed));
         return true;
@@ -685,7 +836,7 @@ void Ingester::quarantine(const Config &config, int spool_fd, const std::string 
                   "until keystoned restarts; it is invalid: %s",
                   config.spool_dir.c_str(), name.c_str(), what.c_str(), errno_text(e).c_str(),
                   reason.c_str());
-        m_leave_alone.insert(name);
+        leave_alone(name);
     };
     if (qdir == config.spool_dir)
         return fail("the quarantine folder is the spool folder", EINVAL);
@@ -738,7 +889,9 @@ IngestService::IngestService(std::shared_ptr<const Config> config, const std::at
     if (m_wake_fd < 0)
         log_error("ingest: eventfd: %s: reloads and stops wait for the next scan",
                   errno_text(errno).c_str());
-    m_db = std::make_unique<Database>(db_conninfo(*m_config), "ingest");
+    for (std::size_t i = 0; i < Ingester::max_connections; ++i)
+        m_dbs.push_back(std::make_unique<Database>(
+            db_conninfo(*m_config), i == 0 ? "ingest" : "ingest " + std::to_string(i + 1)));
 }
 
 IngestService::~IngestService()
@@ -774,9 +927,9 @@ void IngestService::start()
         return;
     }
     log_info("ingest: spool %s, quarantine %s, every %d s or on change, at most %d records per "
-             "transaction",
+             "transaction, %d connection(s)",
              config->spool_dir.c_str(), config->quarantine_path().c_str(),
-             config->ingest_interval, config->ingest_max_records);
+             config->ingest_interval, config->ingest_max_records, config->ingest_connections);
     m_done.store(false);
     m_thread = std::thread([this] { thread_main(); });
 }
@@ -818,7 +971,8 @@ bool IngestService::shutdown()
             return false;
         }
         if (now >= next_cancel) {
-            m_db->cancel();
+            for (auto &db : m_dbs)
+                db->cancel();
             next_cancel = now + std::chrono::milliseconds(250);
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -830,7 +984,10 @@ bool IngestService::shutdown()
 void IngestService::thread_main()
 {
     try {
-        Ingester ingester(*m_db, m_quit);
+        std::vector<Database *> dbs;
+        for (auto &db : m_dbs)
+            dbs.push_back(db.get());
+        Ingester ingester(dbs, m_quit);
         Fd ino(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
         if (ino.get() < 0)
             log_error("ingest: inotify_init1: %s: scanning every KEYSTONED_INGEST_INTERVAL "
@@ -854,7 +1011,8 @@ void IngestService::thread_main()
                                                  IN_DELETE_SELF | IN_MOVE_SELF);
                     watched = wd >= 0 ? dir : std::string();
                 }
-                m_db->set_conninfo(db_conninfo(*config));
+                for (auto &db : m_dbs)
+                    db->set_conninfo(db_conninfo(*config));
                 try {
                     IngestTotals t = ingester.run_pass(*config);
                     if (missing)

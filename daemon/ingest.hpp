@@ -65,48 +65,66 @@ struct IngestTotals {
     UpsertCounts rows;             // what the upserts did
 };
 
-// Ingests a spool folder on the calling thread, through `db` (its own connection). One object
-// per thread; it remembers, for its lifetime, the files it must leave alone (a quarantine move
-// or a delete after the commit failed) and the quarantine rows not yet committed.
+// Ingests a spool folder on the calling thread and up to KEYSTONED_INGEST_CONNECTIONS - 1
+// threads of its own, one database connection each. One object per IngestService thread; it
+// remembers, for its lifetime, the files it must leave alone (a quarantine move or a delete
+// after the commit failed) and the quarantine rows not yet committed.
 class Ingester {
 public:
-    // `quit` ends a pass early (the open transaction rolls back; no file is lost).
-    Ingester(Database &db, const std::atomic<bool> &quit);
+    // The most connections one Ingester loads through (KEYSTONED_INGEST_CONNECTIONS's maximum).
+    static constexpr std::size_t max_connections = 16;
+
+    // `dbs[i]` is connection i's Database, used only by the thread loading through it; dbs[0]
+    // is the calling thread's, and the only one that quarantine rows go through. The pass uses
+    // at most dbs.size() of them. `quit` ends a pass early (the open transactions roll back;
+    // no file is lost).
+    Ingester(std::vector<Database *> dbs, const std::atomic<bool> &quit);
     ~Ingester();
     Ingester(const Ingester &) = delete;
     Ingester &operator=(const Ingester &) = delete;
 
     // Ingests every batch file in config.spool_dir present when it starts (names for which
-    // ks_spool_is_batch_name() holds, regular files only), in name order: whole files, up to
-    // KEYSTONED_INGEST_MAX_RECORDS records per transaction (a larger file alone), with the
-    // worker's keystone_slurm.ingest_state row updated in the same transaction; after the
-    // commit the files are deleted and the folder fsync'd. Files are parsed on a second thread
-    // while the database loads the previous transaction. An unreadable or invalid file is moved
-    // to the quarantine folder with NAME.reason beside it and a spool_quarantine row, and the
-    // files after it go on. Database errors keep the files and are retried with backoff until
-    // they succeed or `quit` is set. Throws std::system_error when the spool folder cannot be
-    // opened (ENOENT: it does not exist); other errors are logged, not thrown.
+    // ks_spool_is_batch_name() holds, regular files only), in name order. Files are parsed on
+    // a reader thread while the database loads earlier ones, and each file's records are divided
+    // among the pass's connections by job id (job id modulo their number): every record of a
+    // job goes through the same connection, in spool order. Each connection loads whole files'
+    // shares, up to KEYSTONED_INGEST_MAX_RECORDS records per transaction (a larger share alone),
+    // with the worker's keystone_slurm.ingest_state row updated in the same transaction. A file
+    // is deleted (and the folder fsync'd) once every connection that had records of it has
+    // committed them. An unreadable or invalid file is moved to the quarantine folder with
+    // NAME.reason beside it and a spool_quarantine row, and the files after it go on. Database
+    // errors keep the files and are retried with backoff until they succeed or `quit` is set.
+    // Throws std::system_error when the spool folder cannot be opened (ENOENT: it does not
+    // exist); other errors are logged, not thrown.
     IngestTotals run_pass(const Config &config);
 
 private:
+    struct Part;
     struct Batch;
     struct Pending;
-    // Loads `batch` (and the pending quarantine rows) in one transaction, retrying database
-    // errors; then deletes its files. False when `quit` ended it first (nothing deleted).
-    [[nodiscard]] bool commit(const Config &config, int spool_fd, Batch &batch,
+    struct Connection;
+    // Loads the parts that connection `c` of the pass is handed, in transactions of up to
+    // `max_records` records. False when `quit` (or a failure that ends the pass) stopped it.
+    struct PartQueue;
+    bool load(const Config &config, int spool_fd, Connection &c, PartQueue &queue,
+              std::size_t files_in_pass, IngestTotals &totals);
+    // Loads `batch` (and, on connection 0, the pending quarantine rows) in one transaction,
+    // retrying database errors; then deletes the files every share of which is committed.
+    // False when `quit` ended it first (nothing deleted).
+    [[nodiscard]] bool commit(const Config &config, int spool_fd, Connection &c, Batch &batch,
                               IngestTotals &totals);
     // Moves an invalid file aside (see run_pass); on failure leaves it alone from then on.
     void quarantine(const Config &config, int spool_fd, const std::string &name,
                     const std::string &reason);
+    void leave_alone(const std::string &name);
     // Sleeps, waking early for `quit`; false when quitting.
     [[nodiscard]] bool pause(int seconds) const;
 
-    Database &m_db;
+    std::vector<std::unique_ptr<Connection>> m_connections;
     const std::atomic<bool> &m_quit;
+    std::mutex m_mutex;                   // guards m_leave_alone across the loading threads
     std::set<std::string> m_leave_alone;  // names skipped for the rest of the process
-    std::vector<Pending> m_pending;       // quarantine rows waiting for the next commit
-    std::string m_last_db_error;          // recorded in ingest_state by the next commit
-    int m_failures = 0;                   // failed attempts since the last commit
+    std::vector<Pending> m_pending;       // quarantine rows waiting for connection 0's commit
 };
 
 // The ingest thread of keystoned: runs an Ingester whenever the spool folder changes (inotify:
@@ -145,7 +163,7 @@ private:
     std::atomic<bool> m_quit{false};
     std::atomic<bool> m_done{false};
     int m_wake_fd = -1; // eventfd: reload and shutdown wake the thread (-1: poll only)
-    std::unique_ptr<Database> m_db;
+    std::vector<std::unique_ptr<Database>> m_dbs; // Ingester::max_connections, connected on use
     std::thread m_thread;
 };
 

@@ -266,5 +266,32 @@ start_daemon
 check "after a restart it is quarantined" ks_wait_for 30 test -f "$SPOOL2/quarantine/$bad.reason"
 quarantine_rows() { [ "$(ks_sql "SELECT count(*) FROM keystone_slurm.spool_quarantine")" = "$1" ]; }
 check "and recorded: eight quarantine rows in all" ks_wait_for 10 quarantine_rows 8
+
+# --- 11. Three connections: a job's records keep their order ---------------------------------
+# Two generations of the same 20,000 jobs (same keys, other values), the second written later,
+# and a reference copy of the second under another cluster name: ingested in one pass through
+# three connections, in transactions of at most 2,000 records, every job must hold the second
+# generation's values.
+stop_daemon
+sed -i '/^KEYSTONED_INGEST_MAX_RECORDS=/d; /^KEYSTONED_INGEST_CONNECTIONS=/d' "$KS_TMP/keystoned.conf"
+printf '%s\n' KEYSTONED_INGEST_MAX_RECORDS=2000 KEYSTONED_INGEST_CONNECTIONS=3 >>"$KS_TMP/keystoned.conf"
+state_before=$(ks_sql "SELECT files_ingested || '|' || records_ingested FROM keystone_slurm.ingest_state WHERE worker = 'test-worker'")
+"$SPOOLGEN" -q -d "$SPOOL2" -n 20000 -b 500 -c lanes -j 1 -t 1790000000 -s 21
+"$SPOOLGEN" -q -d "$SPOOL2" -n 20000 -b 500 -c lanes -j 1 -t 1790000000 -s 22
+"$SPOOLGEN" -q -d "$SPOOL2" -n 20000 -b 500 -c lanes-ref -j 1 -t 1790000000 -s 22
+start_daemon
+check "60,000 records in 120 files arrive" ks_wait_for 120 rows_are 40000 "cluster IN ('lanes', 'lanes-ref')"
+check "and the spool empties" ks_wait_for 10 test -z "$(ls -1 "$SPOOL2" | grep -E "$batch_re")"
+values() { ks_sql "SELECT count(*) || '|' || sum(hashtext(concat_ws('|', job_id, submit, username, state, exitcode, workdir, partition, start, \"end\", timelimit_min, nodelist, alloctres, billing, priority, reservation)))
+                   FROM keystone_slurm.job WHERE cluster = '$1'"; }
+check_eq "every job holds the values written last" "$(values lanes-ref)" "$(values lanes)"
+for c in 1 2 3; do
+    check "connection $c committed transactions" log_has "Connection=$c in "
+done
+largest=$(grep -o 'committed Files=[0-9]* Records=[0-9]*' "$KS_TMP/keystoned.log" | tail -n 30 | sed 's/.*Records=//' | sort -n | tail -n 1)
+check "no transaction over 2,000 records (largest: $largest)" test "$largest" -le 2000 -a "$largest" -gt 1000
+check_eq "ingest_state: every file once, every record" \
+    "$(( ${state_before%|*} + 120 ))|$(( ${state_before#*|} + 60000 ))" \
+    "$(ks_sql "SELECT files_ingested || '|' || records_ingested FROM keystone_slurm.ingest_state WHERE worker = 'test-worker'")"
 stop_daemon
 ks_done

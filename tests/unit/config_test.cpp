@@ -237,8 +237,8 @@ START_TEST(test_known_names) {
           "REDIS_PASSWORD", "SECURE_SECRET_KEY", "KEYSTONED_SCHEDULE_UPDATE_LIMITS",
           "KEYSTONED_CLEANUP_BATCH_SIZE"})
         ck_assert_msg(unique.count(name), "%s is not a known setting", name);
-    // 29 Keystone settings used, the alias, 31 ignored ones, 31 of keystoned's own.
-    ck_assert_int_eq(names.size(), 92);
+    // 29 Keystone settings used, the alias, 31 ignored ones, 32 of keystoned's own.
+    ck_assert_int_eq(names.size(), 93);
     // Every known name is accepted by the file parser (never "unknown setting").
     for (const std::string &name : names) {
         const std::string error = error_of(name + "=x\n");
@@ -480,6 +480,7 @@ const GoodCase good_cases[] = {
     {"KEYSTONED_QUARANTINE_DIR=/srv/q", "KEYSTONED_QUARANTINE_DIR", "/srv/q"},
     {"KEYSTONED_INGEST_INTERVAL=3600", "KEYSTONED_INGEST_INTERVAL", "3600"},
     {"KEYSTONED_INGEST_MAX_RECORDS=1", "KEYSTONED_INGEST_MAX_RECORDS", "1"},
+    {"KEYSTONED_INGEST_CONNECTIONS=16", "KEYSTONED_INGEST_CONNECTIONS", "16"},
     {"KEYSTONED_SLURM_CONF=/etc/slurm/slurm.conf", "KEYSTONED_SLURM_CONF", "/etc/slurm/slurm.conf"},
     {"KEYSTONED_JOBS_OVERLAP=0", "KEYSTONED_JOBS_OVERLAP", "0"},
     {"KEYSTONED_JOBS_FIRST_WINDOW=60", "KEYSTONED_JOBS_FIRST_WINDOW", "60"},
@@ -677,6 +678,8 @@ const BadCase bad_cases[] = {
      "KEYSTONED_SLURM_CONF: not an absolute path: 'slurm.conf'"},
     {"KEYSTONED_INGEST_INTERVAL=0",
      "KEYSTONED_INGEST_INTERVAL: not an integer between 1 and 3600: '0'"},
+    {"KEYSTONED_INGEST_CONNECTIONS=0",
+     "KEYSTONED_INGEST_CONNECTIONS: not an integer between 1 and 16: '0'"},
     {"KEYSTONED_JOBS_OVERLAP=2592001",
      "KEYSTONED_JOBS_OVERLAP: not an integer between 0 and 2592000: '2592001'"},
     {"KEYSTONED_LDAP_MAX_REMOVE=-1",
@@ -895,7 +898,7 @@ END_TEST
 START_TEST(test_describe_defaults) {
     const std::vector<ConfigLine> lines = keystone::describe(Config());
     // Every setting keystoned uses; no alias; ignored ones only when set.
-    ck_assert_int_eq(lines.size(), 60);
+    ck_assert_int_eq(lines.size(), 61);
     for (const ConfigLine &line : lines) {
         expect_eq(line.origin, "default", line.name);
         ck_assert(!line.ignored);
