@@ -424,7 +424,8 @@ JobRow job_row_from_record(const ks_record &r)
 // ---------------------------------------------------------------------------------------------
 // One pass
 
-// A file of the pass, shared by its parts: deleted by whichever connection commits the last of them.
+// A file of the pass, shared by its parts: deleted by whichever connection commits the last
+// of them.
 struct FileTicket {
     explicit FileTicket(std::string n) : name(std::move(n)) {}
     const std::string name;
@@ -568,9 +569,8 @@ IngestTotals Ingester::run_pass(const Config &config)
     std::vector<std::string> names = list_batch_files(spool.get(), dir);
     {
         std::lock_guard<std::mutex> lock(m_mutex);
-        names.erase(std::remove_if(names.begin(), names.end(),
-                                   [&](const std::string &n) { return m_leave_alone.count(n) > 0; }),
-                    names.end());
+        auto skipped = [&](const std::string &n) { return m_leave_alone.count(n) > 0; };
+        names.erase(std::remove_if(names.begin(), names.end(), skipped), names.end());
     }
     // Connections this pass loads through: no more than there are files.
     const std::size_t nconn = std::max<std::size_t>(
