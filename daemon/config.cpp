@@ -934,6 +934,8 @@ std::string read_file(int fd, const std::string &path) {
     }
 }
 
+} // namespace
+
 std::string conninfo_value(const std::string &value) {
     std::string out = "'";
     for (char c : value) {
@@ -943,8 +945,6 @@ std::string conninfo_value(const std::string &value) {
     }
     return out + "'";
 }
-
-} // namespace
 
 std::string config_path(const std::string &option) {
     if (!option.empty())

@@ -240,4 +240,7 @@ std::vector<ConfigLine> describe(const Config &config);
 // log it.
 std::string db_conninfo(const Config &config);
 
+// `value` as a libpq connection-string value: single-quoted, \ and ' escaped.
+std::string conninfo_value(const std::string &value);
+
 } // namespace keystone

@@ -2,6 +2,8 @@
 // Implementation of the per-thread PostgreSQL connection (see db.hpp).
 #include "db.hpp"
 
+#include "config.hpp"
+
 #include "error.hpp"
 #include "log.hpp"
 
@@ -42,7 +44,12 @@ void Database::open()
 {
     std::unique_ptr<pqxx::connection> c;
     try {
-        c = std::make_unique<pqxx::connection>(m_conninfo);
+        // Named in pg_stat_activity: "keystoned ingest 2", "keystoned update_limits",
+        // "keystonectl".
+        const std::string name =
+            m_label.rfind("keystone", 0) == 0 ? m_label : "keystoned " + m_label;
+        c = std::make_unique<pqxx::connection>(m_conninfo +
+                                               " application_name=" + conninfo_value(name));
     } catch (const std::exception &e) {
         throw DbUnavailable("database: cannot connect (" + m_label + "): " + one_line(e.what()));
     }

@@ -290,8 +290,17 @@ for c in 1 2 3; do
 done
 largest=$(grep -o 'committed Files=[0-9]* Records=[0-9]*' "$KS_TMP/keystoned.log" | tail -n 30 | sed 's/.*Records=//' | sort -n | tail -n 1)
 check "no transaction over 2,000 records (largest: $largest)" test "$largest" -le 2000 -a "$largest" -gt 1000
+ingest_conns() { ks_sql "SELECT string_agg(application_name, '|' ORDER BY application_name) FROM pg_stat_activity WHERE application_name LIKE 'keystoned ingest%'"; }
+check_eq "pg_stat_activity names the three ingest connections" "keystoned ingest|keystoned ingest 2|keystoned ingest 3" "$(ingest_conns)"
 check_eq "ingest_state: every file once, every record" \
     "$(( ${state_before%|*} + 120 ))|$(( ${state_before#*|} + 60000 ))" \
     "$(ks_sql "SELECT files_ingested || '|' || records_ingested FROM keystone_slurm.ingest_state WHERE worker = 'test-worker'")"
+# Back to one connection on SIGHUP: the others close at the next pass.
+sed -i 's/^KEYSTONED_INGEST_CONNECTIONS=.*/KEYSTONED_INGEST_CONNECTIONS=1/' "$KS_TMP/keystoned.conf"
+kill -HUP "$daemon_pid"
+"$SPOOLGEN" -q -d "$SPOOL2" -n 3000 -b 500 -c one -j 1 -s 23
+check "after a reload to one connection the files go in" ks_wait_for 60 rows_are 3000 "cluster = 'one'"
+one_conn() { [ "$(ingest_conns)" = "keystoned ingest" ]; }
+check "and the other two connections are closed" ks_wait_for 10 one_conn
 stop_daemon
 ks_done
