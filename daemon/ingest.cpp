@@ -759,9 +759,10 @@ bool Ingester::commit(const Config &config, int spool_fd, Connection &c, Batch &
                 return false;
             }
             ++c.failures;
-            metrics_record_database(false);
-            const std::string why =
-                (is_connection_error(e) ? "database connection lost: " : "") + one_line(e);
+            // A statement PostgreSQL refused still reached it.
+            const bool lost = is_connection_error(e);
+            metrics_record_database(!lost);
+            const std::string why = (lost ? "database connection lost: " : "") + one_line(e);
             c.last_db_error = "ingest transaction failed: " + why;
             log_error_limited("ingest-db", 60,
                               "ingest: transaction of %zu file(s) failed, they stay in the spool; "

@@ -370,6 +370,18 @@ check_eq "after: spool empty, no oldest age, quarantine still 1" "0||1" \
 check_eq "after: database up, a commit time" "1|yes" \
     "$(m keystoned_database_up)|$([ -n "$(m keystoned_ingest_last_commit_timestamp_seconds)" ] && echo yes)"
 
+# --- 4b. An ingest transaction PostgreSQL refuses: the database is up, the file stays ---------
+ks_sql "ALTER TABLE keystone_slurm.job ADD CONSTRAINT test_refuse CHECK (cluster <> 'refused') NOT VALID" >/dev/null
+"$SPOOLGEN" -q -d "$SPOOL" -n 10 -b 10 -c refused -j 5000 -s 8
+check "a refused transaction is logged" ks_wait_for 30 log_has "test_refuse"
+sleep 1.1
+check "refused: the scrape parses" scrape "127.0.0.1:$port"
+check_eq "refused: keystoned_database_up stays 1, the file waits in the spool" "1|1" \
+    "$(m keystoned_database_up)|$(m keystoned_spool_files)"
+ks_sql "ALTER TABLE keystone_slurm.job DROP CONSTRAINT test_refuse" >/dev/null
+check "once the constraint is gone the file goes in" ks_wait_for 60 spool_empty
+check_eq "and its 10 records" 10 "$(ks_sql "SELECT count(*) FROM keystone_slurm.job WHERE cluster = 'refused'")"
+
 # --- 5. Other paths and methods ----------------------------------------------------------------
 check_eq "GET /other: 404" "404 " "$(python3 "$KS_TMP/scrape.py" GET "http://127.0.0.1:$port/other")"
 check_eq "GET /: 404" "404 " "$(python3 "$KS_TMP/scrape.py" GET "http://127.0.0.1:$port/")"
@@ -394,7 +406,7 @@ if python3 -c "import socket; s = socket.socket(socket.AF_INET6); s.bind(('::1',
     kill -HUP "$daemon_pid"
     check "reload: now on [::1]" ks_wait_for 10 log_has "metrics: serving http://\[::1\]:$port6/metrics"
     check "IPv6: scraped over [::1] and parsed" scrape "[::1]:$port6"
-    check_eq "IPv6: the counters survived the reload" 300 "$(m keystoned_ingest_records_total)"
+    check_eq "IPv6: the counters survived the reload" 310 "$(m keystoned_ingest_records_total)"
     check_fails "reload: the old address is closed" scrape "127.0.0.1:$port"
 else
     echo "# no ::1 on this machine: IPv6 checks skipped"
