@@ -83,6 +83,21 @@ pqxx::connection &Database::conn()
     return *m_conn;
 }
 
+bool Database::alive() noexcept
+{
+    // m_conn changes only on this (the owning) thread; the mutex is not held over the round
+    // trip, so that cancel() from another thread never waits for it.
+    try {
+        if (!m_conn || !m_conn->is_open())
+            return false;
+        pqxx::nontransaction tx(*m_conn, "alive");
+        tx.exec0("SELECT 1");
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+
 pqxx::connection &Database::conn_retry(const std::atomic<bool> *stop, std::chrono::seconds max_wait)
 {
     auto deadline = std::chrono::steady_clock::now() + max_wait;

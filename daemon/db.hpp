@@ -42,6 +42,11 @@ public:
     // Whether a connection is open (says nothing about the server still being there).
     bool connected() const noexcept;
 
+    // Whether the open connection still reaches the server: one round trip ("SELECT 1"). A
+    // connection the server dropped while it sat idle (PostgreSQL restarted) still looks open
+    // until a statement fails on it. False when no connection is open. Never throws.
+    bool alive() noexcept;
+
     // Switches to another connection string; takes effect at the next connect.
     void set_conninfo(std::string conninfo);
 

@@ -250,6 +250,14 @@ RunOutcome run_task_once(const TaskDef &task, const Config &config, Database &db
     pqxx::connection *conn = nullptr;
     try {
         conn = &db.conn_retry(&stop, connect_wait);
+        // After a restart of PostgreSQL the idle connection is dead but looks open: find out now
+        // rather than fail the run on its first statement.
+        if (!db.alive()) {
+            log_info("%s: the database connection was lost while idle: connecting again",
+                     task.short_name);
+            db.reset();
+            conn = &db.conn_retry(&stop, connect_wait);
+        }
     } catch (const std::exception &e) {
         out.status = "FAILURE";
         out.error = std::string(task.short_name) + ": " + one_line(e);
