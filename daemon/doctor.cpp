@@ -10,6 +10,7 @@
 #include "mailer.hpp"
 #include "migrate.hpp"
 #include "slurmdb.hpp"
+#include "spool_status.hpp"
 #include "tasks/task.hpp"
 #include "util.hpp"
 
@@ -55,7 +56,8 @@ const char help[] =
     "results, the search base), the mail transport (an SMTP session without a message, or\n"
     "EMAIL_DEBUG_DIR), for each enabled cluster slurmdbd and the Slurm settings update_limits\n"
     "relies on, that the local slurmctld runs jobcomp/keystone of this version into the spool\n"
-    "folder, and the spool folder (owner, mode, depth, age of the oldest file).\n\n"
+    "folder, and the spool folder (owner, mode, depth, age of the oldest file, quarantined\n"
+    "files).\n\n"
     "  --json    print the findings as a JSON array\n"
     "  --strict  warnings make the exit status 1 too\n\n"
     "Exit status: 0 no error (warnings allowed), 1 at least one error (or, with --strict, a\n"
@@ -547,25 +549,16 @@ std::optional<uid_t> check_plugin(const Config &config, std::vector<Finding> &ou
     const std::string path = config.spool_dir + "/" + KS_SPOOL_STATS_FILE;
     const std::string not_loaded = "slurmctld did not load jobcomp/keystone (check slurmctld's "
                                    "log for 'jobcomp/keystone')";
-    json_error_t jerr;
-    JsonPtr st(json_load_file(path.c_str(), 0, &jerr));
-    if (!st || !json_is_object(st.get())) {
-        add(out, "plugin", "plugin stats " + path, Status::warning,
-            std::string(st ? "not a JSON object" : jerr.text), not_loaded);
+    const PluginStats st = read_plugin_stats(config.spool_dir);
+    if (!st.up) {
+        add(out, "plugin", "plugin stats " + path, Status::warning, st.why, not_loaded);
         return ctld.slurm_uid;
     }
-    auto str = [&](const char *k) {
-        const char *v = json_string_value(json_object_get(st.get(), k));
-        return v ? std::optional<std::string>(v) : std::nullopt;
-    };
-    const long long pid = json_integer_value(json_object_get(st.get(), "pid"));
-    const long long when = json_integer_value(json_object_get(st.get(), "time"));
-    long long interval_ms = json_integer_value(json_object_get(st.get(), "stats_interval_ms"));
-    if (interval_ms <= 0)
-        interval_ms = 5000;
-    const long long age = static_cast<long long>(std::time(nullptr)) - when;
+    const long long pid = st.pid;
+    const long long age = static_cast<long long>(std::time(nullptr)) -
+                          static_cast<long long>(st.time);
     // A live worker rewrites the file every interval; allow a few missed ones.
-    const long long stale_after = 3 * interval_ms / 1000 + 10;
+    const long long stale_after = 3 * st.interval_ms / 1000 + 10;
     const bool local = is_local_host(ctld.host) || ctld.host == host_name();
     const bool alive = is_local_slurmctld(pid);
     const std::string facts =
@@ -578,8 +571,10 @@ std::optional<uid_t> check_plugin(const Config &config, std::vector<Finding> &ou
         return ctld.slurm_uid;
     }
     add(out, "plugin", "plugin stats " + path, Status::ok, facts);
-    const auto version = str("plugin_version");
-    const auto slurm = str("slurm_version");
+    const std::optional<std::string> version =
+        st.plugin_version.empty() ? std::nullopt : std::optional<std::string>(st.plugin_version);
+    const std::optional<std::string> slurm =
+        st.slurm_version.empty() ? std::nullopt : std::optional<std::string>(st.slurm_version);
     if (!version || !slurm) {
         add(out, "plugin", "jobcomp/keystone version" + c, Status::warning,
             "the running plugin does not report its version (older than keystone-slurm " +
@@ -650,26 +645,14 @@ void check_spool(const Config &config, std::optional<uid_t> slurm_uid, std::vect
             "keystoned's user must read the folder and delete files in it: add it to the "
             "folder's group (keystone), mode 2770");
 
-    std::unique_ptr<DIR, int (*)(DIR *)> d(::opendir(dir.c_str()), ::closedir);
-    if (!d) {
-        add(out, "spool", "spool depth", Status::error, std::strerror(errno),
+    const SpoolScan scan = scan_spool(dir, config.quarantine_path());
+    if (!scan.spool_ok) {
+        add(out, "spool", "spool depth", Status::error, std::strerror(scan.spool_errno),
             "keystoned must be able to read the folder");
         return;
     }
-    long files = 0;
-    std::time_t oldest = 0;
-    while (struct dirent *de = ::readdir(d.get())) {
-        if (!ks_spool_is_batch_name(de->d_name))
-            continue;
-        struct stat fs;
-        if (::fstatat(::dirfd(d.get()), de->d_name, &fs, AT_SYMLINK_NOFOLLOW) != 0 ||
-            !S_ISREG(fs.st_mode))
-            continue;
-        ++files;
-        if (oldest == 0 || fs.st_mtime < oldest)
-            oldest = fs.st_mtime;
-    }
-    const long age = files ? static_cast<long>(std::time(nullptr) - oldest) : 0;
+    const long files = static_cast<long>(scan.files);
+    const long age = static_cast<long>(scan.oldest_age.value_or(0));
     // A batch older than a few ingest intervals means keystoned is not ingesting.
     const long stale = std::max(300L, 10L * config.ingest_interval);
     add(out, "spool", "spool depth", age <= stale ? Status::ok : Status::error,
@@ -678,6 +661,20 @@ void check_spool(const Config &config, std::optional<uid_t> slurm_uid, std::vect
                      : "keystoned is not ingesting: is it running? see its log and the "
                        "quarantine folder " +
                            config.quarantine_path());
+    // Quarantined files are jobs that never reached the table.
+    const std::string quar = config.quarantine_path();
+    if (!scan.quarantine_ok)
+        add(out, "spool", "quarantine " + quar, Status::warning, "cannot be listed",
+            "keystoned must be able to create and read it (same owner and mode as the spool)");
+    else if (scan.quarantined > 0)
+        add(out, "spool", "quarantine " + quar, Status::warning,
+            std::to_string(scan.quarantined) +
+                " file(s) that could not be ingested (their jobs are not in the table)",
+            "read NAME.reason beside each file and keystone_slurm.spool_quarantine; after a "
+            "fix move the file back into " + config.spool_dir + "; a job's record also comes "
+            "in from slurmdbd through slurm_update_job_stats");
+    else
+        add(out, "spool", "quarantine " + quar, Status::ok, "empty");
 }
 
 } // namespace

@@ -1,37 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-// Implementation of keystoned's Prometheus metrics (see metrics.hpp): the counters, the
-// scrape-time reads of the spool folder and plugin-stats.json, the text format, the endpoint.
+// keystoned's Prometheus metrics (see metrics.hpp): the counters and the text format. The
+// endpoint is metrics_server.cpp; the spool reads are spool_status.cpp.
 #include "config.h"
 
 #include "metrics.hpp"
 
 #include "log.hpp"
+#include "spool_status.hpp"
 #include "tasks/task.hpp"
 #include "util.hpp"
 
-extern "C" {
-#include "spool.h"
-}
-
-#include <microhttpd.h>
-
-#include <arpa/inet.h>
 #include <array>
-#include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cmath>
-#include <cstdarg>
 #include <cstdio>
 #include <cstring>
-#include <dirent.h>
-#include <fcntl.h>
 #include <map>
-#include <netdb.h>
-#include <netinet/in.h>
+#include <mutex>
 #include <optional>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <utility>
 #include <vector>
 
@@ -39,22 +26,9 @@ namespace keystone {
 
 namespace {
 
-#if MHD_VERSION >= 0x00097002
-using MhdResult = enum MHD_Result;
-#else
-using MhdResult = int;
-#endif
-
-constexpr const char *content_type = "text/plain; version=0.0.4; charset=utf-8";
-constexpr unsigned max_connections = 8;
-constexpr unsigned max_per_client = 4;
-constexpr unsigned idle_timeout_sec = 5;
 // The folder scans and the stats file are read at most this often; scrapes in between get the
 // previous result, so any number of scrapes costs at most one scan a second.
 constexpr double scan_cache_sec = 1.0;
-// Bounds on what a scrape reads: entries counted per folder, bytes of plugin-stats.json.
-constexpr std::int64_t max_entries = 1000000;
-constexpr off_t max_stats_bytes = 1 << 20;
 
 double wall_now()
 {
@@ -97,31 +71,6 @@ struct RunStats {
     }
 };
 
-struct SpoolScan {
-    bool spool_ok = false;
-    std::int64_t files = 0;
-    std::optional<double> oldest_age;
-    bool quarantine_ok = false;
-    std::int64_t quarantined = 0;
-};
-
-struct Bucket {
-    double le; // seconds; +Inf for the last
-    std::uint64_t cumulative;
-};
-
-struct PluginStats {
-    bool up = false;
-    std::string why; // when !up (debug log only)
-    double time = 0; // when the plugin wrote it
-    long long pid = 0;
-    std::int64_t capacity = 0, depth = 0, high_water = 0, pushed = 0, dropped = 0;
-    std::int64_t files_written = 0, records_written = 0, write_errors = 0, retry_pending = 0,
-                 lost_at_stop = 0;
-    double sum_sec = 0, max_sec = 0;
-    std::vector<Bucket> buckets;
-};
-
 // The process-wide state (see metrics.hpp on why it is global).
 struct Registry {
     std::mutex mutex; // held only to copy or add numbers: never during I/O
@@ -147,147 +96,7 @@ Registry &registry()
     return r;
 }
 
-// --- Reading the spool folder and plugin-stats.json ------------------------------------------
-
-struct DirCloser {
-    void operator()(DIR *d) const noexcept { ::closedir(d); }
-};
-
-SpoolScan scan_folders(const std::string &spool, const std::string &quarantine)
-{
-    SpoolScan s;
-    std::unique_ptr<DIR, DirCloser> d(::opendir(spool.c_str()));
-    if (d) {
-        s.spool_ok = true;
-        std::string oldest;
-        std::int64_t seen = 0;
-        while (struct dirent *de = ::readdir(d.get())) {
-            if (++seen > max_entries)
-                break;
-            if (!ks_spool_is_batch_name(de->d_name))
-                continue;
-            ++s.files;
-            if (oldest.empty() || std::strcmp(de->d_name, oldest.c_str()) < 0)
-                oldest = de->d_name;
-        }
-        // Names sort in write order: the first is the oldest; its age from its mtime.
-        struct stat st;
-        if (!oldest.empty() && ::fstatat(::dirfd(d.get()), oldest.c_str(), &st, 0) == 0)
-            s.oldest_age = std::max(0.0, wall_now() - static_cast<double>(st.st_mtim.tv_sec) -
-                                             st.st_mtim.tv_nsec / 1e9);
-    }
-    std::unique_ptr<DIR, DirCloser> q(::opendir(quarantine.c_str()));
-    if (q) {
-        s.quarantine_ok = true;
-        std::int64_t seen = 0;
-        while (struct dirent *de = ::readdir(q.get())) {
-            if (++seen > max_entries)
-                break;
-            const std::size_t n = std::strlen(de->d_name);
-            if (de->d_name[0] == '.' || (n > 7 && std::strcmp(de->d_name + n - 7, ".reason") == 0))
-                continue;
-            ++s.quarantined;
-        }
-    } else if (errno == ENOENT) {
-        s.quarantine_ok = true; // created with the first quarantined file
-    }
-    return s;
-}
-
-std::int64_t int_at(const json_t *obj, const char *key, bool &ok)
-{
-    const json_t *v = json_object_get(obj, key);
-    if (!json_is_integer(v)) {
-        ok = false;
-        return 0;
-    }
-    return static_cast<std::int64_t>(json_integer_value(v));
-}
-
-PluginStats read_plugin_stats(const std::string &spool)
-{
-    PluginStats p;
-    const std::string path = spool + "/" KS_SPOOL_STATS_FILE;
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
-    if (fd < 0) {
-        p.why = path + ": " + std::strerror(errno);
-        return p;
-    }
-    std::string text;
-    struct stat st;
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > max_stats_bytes) {
-        ::close(fd);
-        p.why = path + ": not a regular file of at most 1 MiB";
-        return p;
-    }
-    text.resize(static_cast<std::size_t>(st.st_size));
-    const ssize_t n = ::read(fd, text.data(), text.size());
-    ::close(fd);
-    if (n < 0) {
-        p.why = path + ": " + std::strerror(errno);
-        return p;
-    }
-    text.resize(static_cast<std::size_t>(n));
-    json_error_t err;
-    JsonPtr doc(json_loadb(text.data(), text.size(), 0, &err));
-    if (!doc || !json_is_object(doc.get())) {
-        p.why = path + ": not a JSON object";
-        return p;
-    }
-    const json_t *format = json_object_get(doc.get(), "format");
-    if (!json_is_string(format) ||
-        std::strcmp(json_string_value(format), "keystone-jobcomp-stats") != 0 ||
-        json_integer_value(json_object_get(doc.get(), "format_version")) != 1) {
-        p.why = path + ": not format keystone-jobcomp-stats version 1";
-        return p;
-    }
-    bool ok = true;
-    const json_t *queue = json_object_get(doc.get(), "queue");
-    const json_t *sp = json_object_get(doc.get(), "spool");
-    const json_t *cb = json_object_get(doc.get(), "callback");
-    p.time = static_cast<double>(int_at(doc.get(), "time", ok));
-    p.pid = int_at(doc.get(), "pid", ok);
-    p.capacity = int_at(queue, "capacity", ok);
-    p.depth = int_at(queue, "depth", ok);
-    p.high_water = int_at(queue, "high_water", ok);
-    p.pushed = int_at(queue, "pushed", ok);
-    p.dropped = int_at(queue, "dropped", ok);
-    p.files_written = int_at(sp, "files_written", ok);
-    p.records_written = int_at(sp, "records_written", ok);
-    p.write_errors = int_at(sp, "write_errors", ok);
-    p.retry_pending = int_at(sp, "retry_pending", ok);
-    p.lost_at_stop = int_at(sp, "lost_at_stop", ok);
-    p.sum_sec = static_cast<double>(int_at(cb, "sum_ns", ok)) / 1e9;
-    p.max_sec = static_cast<double>(int_at(cb, "max_ns", ok)) / 1e9;
-    const json_t *buckets = json_object_get(cb, "buckets");
-    if (!ok || !json_is_array(buckets) || json_array_size(buckets) == 0) {
-        p.why = path + ": a member is missing or not an integer";
-        return p;
-    }
-    std::uint64_t total = 0;
-    double previous = -1;
-    for (std::size_t i = 0; i < json_array_size(buckets); ++i) {
-        const json_t *b = json_array_get(buckets, i);
-        const json_t *bound = json_object_get(b, "lt_usec");
-        const json_t *count = json_object_get(b, "count");
-        const bool last = i + 1 == json_array_size(buckets);
-        if (!json_is_integer(count) || json_integer_value(count) < 0 ||
-            (last ? !json_is_null(bound) : !json_is_number(bound))) {
-            p.why = path + ": callback bucket " + std::to_string(i) + " is not valid";
-            return p;
-        }
-        const double le = last ? INFINITY : json_number_value(bound) / 1e6;
-        if (!(le > previous)) {
-            p.why = path + ": callback bucket bounds do not increase";
-            return p;
-        }
-        previous = le;
-        total += static_cast<std::uint64_t>(json_integer_value(count));
-        p.buckets.push_back({le, total});
-    }
-    p.up = true;
-    return p;
-}
+// --- The spool, read at most once a second ----------------------------------------------------
 
 // The cached scan and stats for `config`, refreshed when older than scan_cache_sec.
 void folder_state(const Config &config, SpoolScan &scan, PluginStats &plugin)
@@ -297,7 +106,7 @@ void folder_state(const Config &config, SpoolScan &scan, PluginStats &plugin)
     const std::string key = config.spool_dir + '\n' + config.quarantine_path();
     const double now = steady_now();
     if (key != r.scan_key || now - r.scan_at >= scan_cache_sec) {
-        r.scan = scan_folders(config.spool_dir, config.quarantine_path());
+        r.scan = scan_spool(config.spool_dir, config.quarantine_path());
         PluginStats fresh = read_plugin_stats(config.spool_dir);
         if (!fresh.up && (r.plugin.up || key != r.scan_key))
             log_debug("metrics: plugin statistics not available: %s", fresh.why.c_str());
@@ -542,6 +351,11 @@ void metrics_record_database(bool reachable) noexcept
     r.database_at = wall_now();
 }
 
+void metrics_mark_start() noexcept
+{
+    (void)registry();
+}
+
 std::string metrics_escape_label(const std::string &value)
 {
     std::string out;
@@ -684,211 +498,13 @@ std::string metrics_render(const Config &config)
         const char *h = "keystoned_plugin_callback_duration_seconds";
         x.family(h, "histogram",
                  "Time the jobcomp callback took on slurmctld's thread (from plugin-stats.json)");
-        for (const Bucket &b : p.buckets)
+        for (const StatsBucket &b : p.buckets)
             x.sample(std::string(h) + "_bucket", {{"le", Exposition::number(b.le)}},
                      static_cast<double>(b.cumulative));
         x.sample(std::string(h) + "_sum", {}, p.sum_sec);
         x.sample(std::string(h) + "_count", {}, static_cast<double>(p.buckets.back().cumulative));
     }
     return x.take();
-}
-
-// ---------------------------------------------------------------------------------------------
-// The endpoint
-
-namespace {
-
-void mhd_log(void *, const char *fmt, va_list ap)
-{
-    char buf[512];
-    std::vsnprintf(buf, sizeof buf, fmt, ap);
-    std::size_t n = std::strlen(buf);
-    while (n > 0 && buf[n - 1] == '\n')
-        buf[--n] = '\0';
-    log_verbose("metrics: %s", buf);
-}
-
-MhdResult reply(MHD_Connection *c, unsigned status, const std::string &type,
-                const std::string &body, const char *allow = nullptr)
-{
-    MHD_Response *r = MHD_create_response_from_buffer(
-        body.size(), const_cast<char *>(body.data()), MHD_RESPMEM_MUST_COPY);
-    if (r == nullptr)
-        return MHD_NO;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type.c_str());
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (allow)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
-    const MhdResult rc = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
-    return rc;
-}
-
-MhdResult handle(void *cls, MHD_Connection *c, const char *url, const char *method,
-                 const char * /*version*/, const char * /*upload_data*/,
-                 size_t * /*upload_data_size*/, void ** /*state*/)
-{
-    auto *server = static_cast<MetricsServer *>(cls);
-    // Answered at the first call, before any request body is read: MHD then discards the body
-    // and closes the connection.
-    if (std::strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
-        std::strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-        return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain; charset=utf-8",
-                     "method not allowed: GET /metrics\n", "GET, HEAD");
-    if (std::strcmp(url, "/metrics") != 0)
-        return reply(c, MHD_HTTP_NOT_FOUND, "text/plain; charset=utf-8",
-                     "not found: the metrics are at /metrics\n");
-    try {
-        const auto config = server->config();
-        return reply(c, MHD_HTTP_OK, content_type, metrics_render(*config));
-    } catch (const std::exception &e) {
-        log_error_limited("metrics-render", 60, "metrics: cannot render the metrics: %s",
-                          e.what());
-        return reply(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8",
-                     "cannot render the metrics\n");
-    }
-}
-
-} // namespace
-
-MetricsServer::MetricsServer()
-{
-    (void)registry(); // its start time is keystoned's
-}
-
-MetricsServer::~MetricsServer()
-{
-    stop();
-}
-
-std::shared_ptr<const Config> MetricsServer::config() const
-{
-    std::lock_guard<std::mutex> lock(m_mutex);
-    return m_config;
-}
-
-bool MetricsServer::start(std::shared_ptr<const Config> config)
-{
-    const std::string address = config->metrics_address;
-    {
-        std::lock_guard<std::mutex> lock(m_mutex);
-        m_config = std::move(config);
-    }
-    if (address.empty() || address == "off") {
-        log_info("metrics: KEYSTONED_METRICS_ADDRESS=%s: no metrics endpoint",
-                 address.empty() ? "(empty)" : address.c_str());
-        return false;
-    }
-    return listen(address);
-}
-
-void MetricsServer::reload(std::shared_ptr<const Config> config)
-{
-    const std::string address = config->metrics_address;
-    std::string old;
-    {
-        std::lock_guard<std::mutex> lock(m_mutex);
-        m_config = std::move(config);
-        old = m_address;
-    }
-    const bool want = !(address.empty() || address == "off");
-    if (want && address == old)
-        return;
-    if (!want && old.empty())
-        return;
-    stop();
-    if (want)
-        (void)listen(address);
-    else
-        log_info("metrics: KEYSTONED_METRICS_ADDRESS=%s: metrics endpoint closed",
-                 address.empty() ? "(empty)" : address.c_str());
-}
-
-void MetricsServer::stop() noexcept
-{
-    MHD_Daemon *d;
-    {
-        std::lock_guard<std::mutex> lock(m_mutex);
-        d = m_daemon;
-        m_daemon = nullptr;
-        m_address.clear();
-    }
-    // Outside the lock: the handler of a scrape in progress takes it (config()).
-    if (d)
-        MHD_stop_daemon(d);
-}
-
-bool MetricsServer::listen(const std::string &address)
-{
-    auto fail = [&](const std::string &why) {
-        log_error("metrics: cannot serve KEYSTONED_METRICS_ADDRESS=%s: %s; keystoned runs on "
-                  "without a metrics endpoint",
-                  address.c_str(), why.c_str());
-        return false;
-    };
-    // Validated by the configuration: HOST:PORT or [IPV6]:PORT.
-    const std::size_t colon = address.rfind(':');
-    std::string host = address.substr(0, colon);
-    const std::string port = address.substr(colon + 1);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
-        host = host.substr(1, host.size() - 2);
-
-    struct addrinfo hints;
-    std::memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    struct addrinfo *found = nullptr;
-    // Resolved once, here: a name's later changes take a reload with a changed address or a
-    // restart.
-    const int gai = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &found);
-    if (gai != 0)
-        return fail("cannot resolve " + host + ": " + ::gai_strerror(gai));
-    std::unique_ptr<struct addrinfo, void (*)(struct addrinfo *)> hold(found, ::freeaddrinfo);
-
-    std::string why;
-    for (const struct addrinfo *ai = found; ai != nullptr; ai = ai->ai_next) {
-        char text[INET6_ADDRSTRLEN + 8] = "";
-        ::getnameinfo(ai->ai_addr, ai->ai_addrlen, text, sizeof text, nullptr, 0, NI_NUMERICHOST);
-        const std::string where = ai->ai_family == AF_INET6 ? "[" + std::string(text) + "]:" + port
-                                                            : std::string(text) + ":" + port;
-        const int fd =
-            ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
-        if (fd < 0) {
-            why += (why.empty() ? "" : "; ") + where + ": socket: " + std::strerror(errno);
-            continue;
-        }
-        const int one = 1;
-        // A restart must not wait for the previous process's connections in TIME_WAIT; without
-        // SO_REUSEPORT two live listeners on one port are still refused (EADDRINUSE).
-        ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (::bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd, 16) != 0) {
-            why += (why.empty() ? "" : "; ") + where + ": " + std::strerror(errno);
-            ::close(fd);
-            continue;
-        }
-        const unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
-                               (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
-        MHD_Daemon *d = MHD_start_daemon(
-            flags, 0, nullptr, nullptr, &handle, this, MHD_OPTION_LISTEN_SOCKET, fd,
-            MHD_OPTION_CONNECTION_LIMIT, max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-            max_per_client, MHD_OPTION_CONNECTION_TIMEOUT, idle_timeout_sec,
-            MHD_OPTION_EXTERNAL_LOGGER, &mhd_log, nullptr, MHD_OPTION_END);
-        if (d == nullptr) {
-            why += (why.empty() ? "" : "; ") + where + ": libmicrohttpd did not start";
-            ::close(fd);
-            continue;
-        }
-        {
-            std::lock_guard<std::mutex> lock(m_mutex);
-            m_daemon = d;
-            m_address = address;
-        }
-        log_info("metrics: serving http://%s/metrics (KEYSTONED_METRICS_ADDRESS=%s)",
-                 where.c_str(), address.c_str());
-        return true;
-    }
-    return fail(why.empty() ? "no address" : why);
 }
 
 } // namespace keystone

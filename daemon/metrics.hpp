@@ -51,6 +51,10 @@ void metrics_record_database(bool reachable) noexcept;
 // notify_*: sent. 0 for anything else or a summary that is not JSON.
 double metrics_items_changed(const std::string &task, const json_t *summary) noexcept;
 
+// Sets keystoned_process_start_time_seconds, on the first call only (metrics_render calls it
+// too). keystoned calls it at start-up.
+void metrics_mark_start() noexcept;
+
 // The whole exposition text as served at `/metrics`, for the spool folder and quarantine
 // folder of `config` (read at most once a second; older results are served in between) and its
 // plugin-stats.json. Used by the endpoint; callable from any thread.

@@ -147,6 +147,16 @@ chown nobody "$spool"
 out=$(doc); rc=$?
 check_match "spool not owned by SlurmUser: exit 1, chown" "^1 error\|owner nobody.*not owned by SlurmUser \(root\).*\|chown root $spool" "$rc $(finding "^spool spool folder ")"
 chown root "$spool"
+check_match "healthy: the quarantine is empty" "^ok\|empty" "$(finding "^spool quarantine ")"
+mkdir -p "$spool/quarantine"
+echo 'this is not JSON' >"$spool/quarantine/00000000000000000001-1-1.json"
+echo "$spool/00000000000000000001-1-1.json: header (line 1): invalid JSON" >"$spool/quarantine/00000000000000000001-1-1.json.reason"
+out=$(doc); rc=$?
+check_match "a quarantined file: a warning (exit 0) naming the count and the .reason files" \
+    "^0 warning\|1 file\(s\) that could not be ingested.*\|read NAME.reason" "$rc $(finding "^spool quarantine $spool/quarantine")"
+doc --strict >/dev/null; rc=$?
+check_eq "and --strict fails on it" 1 "$rc"
+rm -rf "$spool/quarantine"
 
 # === Slurm =====================================================================================
 ks_slurmdbd_stop
