@@ -2,6 +2,7 @@
 // Implementation of the LDAP directory client (see directory.hpp).
 #include "directory.hpp"
 
+#include "config.hpp"
 #include "log.hpp"
 
 #include <algorithm>
@@ -331,6 +332,20 @@ DirectoryProbe Directory::probe(const std::string &base)
     else
         out.base_error = std::string(ldap_err2string(rc)) + diagnostic(m_ld);
     return out;
+}
+
+DirectoryOptions directory_options(const Config &config)
+{
+    DirectoryOptions o;
+    o.uris = config.ldap_server_uris;
+    o.bind_dn = config.ldap_bind_dn;
+    o.bind_password = config.ldap_bind_password;
+    o.start_tls = config.ldap_start_tls;
+    o.require_cert = config.ldap_require_cert;
+    o.ca_file = config.ldap_ca_file;
+    o.timeout_sec = config.ldap_timeout;
+    o.page_size = config.ldap_page_size;
+    return o;
 }
 
 } // namespace keystone

@@ -38,6 +38,11 @@ struct DirectoryOptions {
     int page_size = 500;
 };
 
+struct Config;
+// The options the AUTH_LDAP_* and KEYSTONED_LDAP_* settings give, for all of
+// AUTH_LDAP_SERVER_URI's URIs.
+DirectoryOptions directory_options(const Config &config);
+
 // One entry: its DN and the values of the attributes asked for, keyed by the attribute name in
 // lower case (LDAP names are case-insensitive). Values are raw bytes, not checked for UTF-8.
 struct DirectoryEntry {

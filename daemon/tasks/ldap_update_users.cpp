@@ -26,15 +26,7 @@ constexpr size_t listed_max = 100; // names listed per category in a recorded re
 void read_directory(RunContext &ctx, EntryParser &parser, json_t *summary)
 {
     const Config &cfg = ctx.config;
-    DirectoryOptions opts;
-    opts.uris = cfg.ldap_server_uris;
-    opts.bind_dn = cfg.ldap_bind_dn;
-    opts.bind_password = cfg.ldap_bind_password;
-    opts.start_tls = cfg.ldap_start_tls;
-    opts.require_cert = cfg.ldap_require_cert;
-    opts.ca_file = cfg.ldap_ca_file;
-    opts.timeout_sec = cfg.ldap_timeout;
-    opts.page_size = cfg.ldap_page_size;
+    const DirectoryOptions opts = directory_options(cfg);
     for (int attempt = 1;; ++attempt) {
         try {
             Directory dir(opts);
