@@ -424,16 +424,19 @@ JobRow job_row_from_record(const ks_record &r)
 // ---------------------------------------------------------------------------------------------
 // One pass
 
-// A file of the pass, shared by its parts: deleted by whichever connection commits the last
-// of them.
+// A file of the pass, shared by its parts. `parts_left` counts the parts not yet committed (for
+// a file that is not loaded: not yet handled); the file goes once it and every file before it
+// are done (Ingester::release).
 struct FileTicket {
     explicit FileTicket(std::string n) : name(std::move(n)) {}
     const std::string name;
     std::atomic<int> parts_left{1};
+    std::atomic<bool> remove{true}; // false: quarantined, gone or unreadable: not ours to delete
+    std::size_t counted_by = 0;     // the connection whose commit counts it in ingest_state
 };
 
 // What one connection of the pass is handed of one file: its share of the rows; for connection
-// 0 also every file that could not be read (status not ok, no rows).
+// 0 also every file that could not be read (status not ok) and every file without records.
 struct Ingester::Part {
     std::shared_ptr<FileTicket> file;
     ParsedFile::Status status = ParsedFile::Status::ok;
@@ -525,6 +528,16 @@ struct Ingester::Connection {
     int failures = 0;          // failed attempts since the last commit
 };
 
+// One pass: the files in name order until they are released, and what was deleted.
+struct Ingester::Pass {
+    Pass(const Config &c, int fd) : config(c), spool_fd(fd) {}
+    const Config &config;
+    const int spool_fd;
+    std::mutex mutex;                              // guards `order` and `deleted`
+    std::deque<std::shared_ptr<FileTicket>> order; // not yet released, in name order
+    std::int64_t deleted = 0;
+};
+
 Ingester::Ingester(std::vector<Database *> dbs, const std::atomic<bool> &quit) : m_quit(quit)
 {
     if (dbs.empty() || dbs.size() > max_connections)
@@ -585,6 +598,7 @@ IngestTotals Ingester::run_pass(const Config &config)
 
     const std::size_t max_records =
         static_cast<std::size_t>(std::max(config.ingest_max_records, 1));
+    Pass pass(config, spool.get());
     std::vector<std::unique_ptr<PartQueue>> queues;
     for (std::size_t i = 0; i < nconn; ++i)
         queues.push_back(std::make_unique<PartQueue>(max_records));
@@ -592,38 +606,8 @@ IngestTotals Ingester::run_pass(const Config &config)
         for (auto &q : queues)
             q->abort();
     };
-    // Parsing (JSON, UTF-8 checks, name lookups) overlaps the database's work. The reader only
-    // reads: moving and deleting files is the loading threads' work.
-    std::thread reader([&queues, &names, &dir, nconn, this] {
-        IdNames ids;
-        SpoolReader files;
-        for (const auto &name : names) {
-            if (m_quit.load())
-                break;
-            ParsedFile f = parse_file(dir, name, ids, files, nconn);
-            auto ticket = std::make_shared<FileTicket>(name);
-            if (f.status != ParsedFile::Status::ok) {
-                if (!queues[0]->push(Part{ticket, f.status, std::move(f.error), {}}))
-                    break;
-                continue;
-            }
-            // Connection 0 takes a part of every file, rows or not (it counts the files); the
-            // others only when they have rows of it.
-            int parts = 1;
-            for (std::size_t i = 1; i < nconn; ++i)
-                parts += f.shares[i].empty() ? 0 : 1;
-            ticket->parts_left.store(parts);
-            bool pushed = true;
-            for (std::size_t i = 0; i < nconn && pushed; ++i)
-                if (i == 0 || !f.shares[i].empty())
-                    pushed = queues[i]->push(Part{ticket, f.status, {}, std::move(f.shares[i])});
-            if (!pushed)
-                break;
-        }
-        for (auto &q : queues)
-            q->close();
-    });
     std::vector<IngestTotals> sub(nconn);
+    std::thread reader;
     std::vector<std::thread> loaders;
     struct Join {
         std::function<void()> abort;
@@ -632,31 +616,74 @@ IngestTotals Ingester::run_pass(const Config &config)
         ~Join()
         {
             abort();
-            reader.join();
+            if (reader.joinable())
+                reader.join();
             for (auto &t : loaders)
                 t.join();
         }
     } join{abort_all, reader, loaders};
+    auto start_thread = [](auto &&fn) {
+        try {
+            return std::thread(std::forward<decltype(fn)>(fn));
+        } catch (const std::system_error &e) {
+            // Not the spool folder's error (run_pass's caller reads system_error that way).
+            throw std::runtime_error(std::string("ingest: cannot start a thread: ") + e.what());
+        }
+    };
+    // Parsing (JSON, UTF-8 checks, name lookups) overlaps the database's work. The reader only
+    // reads: moving and deleting files is the loading threads' work.
+    reader = start_thread([&queues, &names, &dir, &pass, nconn, this] {
+        IdNames ids;
+        SpoolReader files;
+        for (const auto &name : names) {
+            if (m_quit.load())
+                break;
+            ParsedFile f = parse_file(dir, name, ids, files, nconn);
+            auto ticket = std::make_shared<FileTicket>(name);
+            // Each connection with rows of the file takes a part; connection 0 also takes
+            // the files that are not loaded and the files without records.
+            int parts = 0;
+            if (f.status == ParsedFile::Status::ok)
+                for (std::size_t i = nconn; i-- > 0;)
+                    if (!f.shares[i].empty()) {
+                        ++parts;
+                        ticket->counted_by = i; // the first connection with rows of it
+                    }
+            ticket->parts_left.store(std::max(parts, 1));
+            {
+                std::lock_guard<std::mutex> lock(pass.mutex);
+                pass.order.push_back(ticket);
+            }
+            bool pushed = true;
+            if (parts == 0)
+                pushed = queues[0]->push(Part{ticket, f.status, std::move(f.error), {}});
+            for (std::size_t i = 0; i < nconn && pushed && parts > 0; ++i)
+                if (!f.shares[i].empty())
+                    pushed = queues[i]->push(Part{ticket, f.status, {}, std::move(f.shares[i])});
+            if (!pushed)
+                break;
+        }
+        for (auto &q : queues)
+            q->close();
+    });
     for (std::size_t i = 1; i < nconn; ++i) {
-        loaders.emplace_back([&, i] {
+        loaders.push_back(start_thread([&, i] {
             try {
-                if (!load(config, spool.get(), *m_connections[i], *queues[i], names.size(),
-                          sub[i]))
+                if (!load(pass, *m_connections[i], *queues[i], sub[i]))
                     abort_all();
             } catch (const std::exception &e) {
                 log_error("ingest: connection %zu: %s; its files stay in the spool", i + 1,
                           e.what());
                 abort_all(); // the reader must not wait for this thread's queue
             }
-        });
+        }));
     }
-    if (!load(config, spool.get(), *m_connections[0], *queues[0], names.size(), sub[0]))
+    if (!load(pass, *m_connections[0], *queues[0], sub[0]))
         abort_all();
     for (auto &t : loaders)
         t.join();
     loaders.clear();
     for (const IngestTotals &t : sub) {
-        totals.files += t.files;
         totals.records += t.records;
         totals.transactions += t.transactions;
         totals.quarantined += t.quarantined;
@@ -664,14 +691,22 @@ IngestTotals Ingester::run_pass(const Config &config)
         totals.rows.updated += t.rows.updated;
         totals.rows.unchanged += t.rows.unchanged;
     }
+    std::lock_guard<std::mutex> lock(pass.mutex);
+    totals.files = pass.deleted;
     return totals;
 }
 
-bool Ingester::load(const Config &config, int spool_fd, Connection &c, PartQueue &queue,
-                    std::size_t files_in_pass, IngestTotals &totals)
+bool Ingester::load(Pass &pass, Connection &c, PartQueue &queue, IngestTotals &totals)
 {
+    const Config &config = pass.config;
     const std::size_t max_records =
         static_cast<std::size_t>(std::max(config.ingest_max_records, 1));
+    // A file that is not loaded (or holds no record) is done once it is handled.
+    auto done_without_commit = [&](const Part &p, bool remove) {
+        p.file->remove.store(remove);
+        p.file->parts_left.fetch_sub(1);
+        release(pass);
+    };
     Batch batch;
     for (;;) {
         const auto wait_start = std::chrono::steady_clock::now();
@@ -682,27 +717,34 @@ bool Ingester::load(const Config &config, int spool_fd, Connection &c, PartQueue
         const std::string &name = p->file->name;
         switch (p->status) {
         case ParsedFile::Status::gone:
-            continue; // removed by someone else since the listing
+            done_without_commit(*p, false); // removed by someone else since the listing
+            continue;
         case ParsedFile::Status::transient:
             log_error_limited("ingest-read", 60,
                               "ingest: cannot read %s now, trying again later: %s", name.c_str(),
                               p->error.c_str());
+            done_without_commit(*p, false);
             continue;
         case ParsedFile::Status::invalid:
-            quarantine(config, spool_fd, name, p->error);
+            quarantine(config, pass.spool_fd, name, p->error);
+            done_without_commit(*p, false);
             continue;
         case ParsedFile::Status::ok:
             break;
         }
+        if (p->rows.empty()) {
+            done_without_commit(*p, true); // a file without records
+            continue;
+        }
         if (!batch.parts.empty() && batch.records + p->rows.size() > max_records) {
-            if (!commit(config, spool_fd, c, batch, totals))
+            if (!commit(pass, c, batch, totals))
                 return false;
             batch = Batch();
         }
         if (batch.parts.empty()) {
             // One allocation per transaction, sized as if the files left were like this one.
             const std::size_t guess = std::min<std::size_t>(
-                {max_records, p->rows.size() * files_in_pass, std::size_t(1000000)});
+                {max_records, p->rows.size() * 4096, std::size_t(1000000)});
             batch.rows.reserve(std::max(p->rows.size(), guess));
         }
         batch.records += p->rows.size();
@@ -713,20 +755,23 @@ bool Ingester::load(const Config &config, int spool_fd, Connection &c, PartQueue
     if (m_quit.load())
         return false;
     if (!batch.parts.empty() || (c.index == 0 && !m_pending.empty()))
-        return commit(config, spool_fd, c, batch, totals);
+        return commit(pass, c, batch, totals);
     return true;
 }
 
-bool Ingester::commit(const Config &config, int spool_fd, Connection &c, Batch &batch,
-                      IngestTotals &totals)
+bool Ingester::commit(Pass &pass, Connection &c, Batch &batch, IngestTotals &totals)
 {
+    const Config &config = pass.config;
     const std::string worker = config.worker.empty() ? host_name() : config.worker;
-    // Quarantine rows go through connection 0, which also counts the files (it has a part of
-    // every one); every connection counts its own records.
+    // Quarantine rows go through connection 0. A file is counted in ingest_state by the first
+    // connection that has rows of it (so once per load; a file loaded again after a failure
+    // or a crash is counted again, as its records are).
     const bool first = c.index == 0;
+    std::int64_t files = 0;
+    for (const Part &p : batch.parts)
+        files += p.file->counted_by == c.index ? 1 : 0;
     const std::vector<Pending> no_pending;
     const std::vector<Pending> &pending = first ? m_pending : no_pending;
-    const std::size_t files = first ? batch.parts.size() : 0;
     for (int delay = 1;; delay = std::min(delay * 2, 30)) {
         if (m_quit.load())
             return false;
@@ -787,34 +832,18 @@ bool Ingester::commit(const Config &config, int spool_fd, Connection &c, Batch &
             totals.quarantined += static_cast<std::int64_t>(m_pending.size());
             m_pending.clear();
         }
-
-        // Committed: a file may go once every connection's share of it is. A crash before that
-        // replays the whole file; the shares committed already change nothing.
-        std::size_t deleted = 0;
-        for (const Part &p : batch.parts) {
-            if (p.file->parts_left.fetch_sub(1) != 1)
-                continue;
-            const std::string &name = p.file->name;
-            if (::unlinkat(spool_fd, name.c_str(), 0) != 0 && errno != ENOENT) {
-                log_error("ingest: cannot delete %s/%s after ingesting it: %s; it is left alone "
-                          "until keystoned restarts",
-                          config.spool_dir.c_str(), name.c_str(), errno_text(errno).c_str());
-                leave_alone(name);
-                continue;
-            }
-            ++deleted;
-        }
-        if (deleted > 0 && ::fsync(spool_fd) != 0)
-            log_error_limited("ingest-fsync", 60, "ingest: fsync of %s failed: %s",
-                              config.spool_dir.c_str(), errno_text(errno).c_str());
-        totals.files += static_cast<std::int64_t>(deleted);
+        metrics_record_ingest_commit(static_cast<std::int64_t>(batch.records));
         totals.records += static_cast<std::int64_t>(batch.records);
-        metrics_record_ingest_commit(static_cast<std::int64_t>(files),
-                                     static_cast<std::int64_t>(batch.records));
         totals.transactions += 1;
         totals.rows.inserted += counts.inserted;
         totals.rows.updated += counts.updated;
         totals.rows.unchanged += counts.unchanged;
+
+        // Committed: these shares are done. A file goes once it and the files before it are;
+        // a crash before that loads it again, with the files after it, in order.
+        for (const Part &p : batch.parts)
+            p.file->parts_left.fetch_sub(1);
+        release(pass);
         const auto t_deleted = std::chrono::steady_clock::now();
         log_verbose("ingest: committed Files=%zu Records=%zu Inserted=%lld Updated=%lld "
                     "Unchanged=%lld Connection=%zu in %lld ms (reader wait %lld ms, upsert "
@@ -826,6 +855,33 @@ bool Ingester::commit(const Config &config, int spool_fd, Connection &c, Batch &
                     ms_of(t_deleted - t_committed));
         return true;
     }
+}
+
+void Ingester::release(Pass &pass)
+{
+    std::int64_t deleted = 0;
+    std::lock_guard<std::mutex> lock(pass.mutex);
+    while (!pass.order.empty() && pass.order.front()->parts_left.load() == 0) {
+        const std::shared_ptr<FileTicket> t = std::move(pass.order.front());
+        pass.order.pop_front();
+        if (!t->remove.load())
+            continue;
+        if (::unlinkat(pass.spool_fd, t->name.c_str(), 0) != 0 && errno != ENOENT) {
+            log_error("ingest: cannot delete %s/%s after ingesting it: %s; it is left alone "
+                      "until keystoned restarts",
+                      pass.config.spool_dir.c_str(), t->name.c_str(), errno_text(errno).c_str());
+            leave_alone(t->name);
+            continue;
+        }
+        ++deleted;
+    }
+    if (deleted == 0)
+        return;
+    if (::fsync(pass.spool_fd) != 0)
+        log_error_limited("ingest-fsync", 60, "ingest: fsync of %s failed: %s",
+                          pass.config.spool_dir.c_str(), errno_text(errno).c_str());
+    pass.deleted += deleted;
+    metrics_record_ingest_files(deleted);
 }
 
 void Ingester::quarantine(const Config &config, int spool_fd, const std::string &name,

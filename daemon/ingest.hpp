@@ -86,16 +86,18 @@ public:
     // Ingests every batch file in config.spool_dir present when it starts (names for which
     // ks_spool_is_batch_name() holds, regular files only), in name order. Files are parsed on
     // a reader thread while the database loads earlier ones, and each file's records are divided
-    // among the pass's connections by job id (job id modulo their number): every record of a
-    // job goes through the same connection, in spool order. Each connection loads whole files'
-    // shares, up to KEYSTONED_INGEST_MAX_RECORDS records per transaction (a larger share alone),
-    // with the worker's keystone_slurm.ingest_state row updated in the same transaction. A file
-    // is deleted (and the folder fsync'd) once every connection that had records of it has
-    // committed them. An unreadable or invalid file is moved to the quarantine folder with
-    // NAME.reason beside it and a spool_quarantine row, and the files after it go on. Database
-    // errors keep the files and are retried with backoff until they succeed or `quit` is set.
-    // Throws std::system_error when the spool folder cannot be opened (ENOENT: it does not
-    // exist); other errors are logged, not thrown.
+    // among the pass's connections by job id (blocks of 1024 ids, see share_of in ingest.cpp):
+    // every record of a job goes through the same connection, in spool order. Each connection
+    // loads its shares of whole files, up to KEYSTONED_INGEST_MAX_RECORDS records per
+    // transaction (a larger share alone), with the worker's keystone_slurm.ingest_state row
+    // updated in the same transaction. Files are deleted (and the folder fsync'd) in name order,
+    // each once every share of it and of every file before it is committed, so a file loaded
+    // again after a failure or a crash never brings back records older than a later file's. An
+    // unreadable or invalid file is moved to the quarantine folder with NAME.reason beside it and
+    // a spool_quarantine row, and the files after it go on. Database errors keep the files and
+    // are retried with backoff until they succeed or `quit` is set. Throws std::system_error
+    // when the spool folder cannot be opened (ENOENT: it does not exist); other errors are
+    // logged, not thrown.
     IngestTotals run_pass(const Config &config);
 
 private:
@@ -103,16 +105,19 @@ private:
     struct Batch;
     struct Pending;
     struct Connection;
-    // Loads the parts that connection `c` of the pass is handed, in transactions of up to
-    // `max_records` records. False when `quit` (or a failure that ends the pass) stopped it.
     struct PartQueue;
-    bool load(const Config &config, int spool_fd, Connection &c, PartQueue &queue,
-              std::size_t files_in_pass, IngestTotals &totals);
+    struct Pass;
+    // Loads the parts that connection `c` of the pass is handed, in transactions of up to
+    // KEYSTONED_INGEST_MAX_RECORDS records. False when `quit` stopped it.
+    bool load(Pass &pass, Connection &c, PartQueue &queue, IngestTotals &totals);
     // Loads `batch` (and, on connection 0, the pending quarantine rows) in one transaction,
-    // retrying database errors; then deletes the files every share of which is committed.
-    // False when `quit` ended it first (nothing deleted).
-    [[nodiscard]] bool commit(const Config &config, int spool_fd, Connection &c, Batch &batch,
-                              IngestTotals &totals);
+    // retrying database errors, with ingest_state counting its records and the files it is
+    // the first connection of; then marks its parts committed and deletes the files that may
+    // go.
+    // False when `quit` ended it first.
+    [[nodiscard]] bool commit(Pass &pass, Connection &c, Batch &batch, IngestTotals &totals);
+    // Deletes, in name order, the leading files of the pass that are done (see run_pass).
+    void release(Pass &pass);
     // Moves an invalid file aside (see run_pass); on failure leaves it alone from then on.
     void quarantine(const Config &config, int spool_fd, const std::string &name,
                     const std::string &reason);

@@ -324,11 +324,17 @@ void metrics_record_cluster_run(const std::string &task, const std::string &clus
     }
 }
 
-void metrics_record_ingest_commit(std::int64_t files, std::int64_t records) noexcept
+void metrics_record_ingest_files(std::int64_t files) noexcept
 {
     Registry &r = registry();
     std::lock_guard<std::mutex> lock(r.mutex);
     r.ingest_files += files;
+}
+
+void metrics_record_ingest_commit(std::int64_t records) noexcept
+{
+    Registry &r = registry();
+    std::lock_guard<std::mutex> lock(r.mutex);
     r.ingest_records += records;
     r.ingest_commits += 1;
     r.last_commit = wall_now();

@@ -38,8 +38,10 @@ void metrics_record_cluster_run(const std::string &task, const std::string &clus
                                 std::chrono::steady_clock::time_point started,
                                 const json_t *summary) noexcept;
 
-// The ingest committed a transaction of `files` batch files holding `records` records.
-void metrics_record_ingest_commit(std::int64_t files, std::int64_t records) noexcept;
+// The ingest committed a transaction of `records` records.
+void metrics_record_ingest_commit(std::int64_t records) noexcept;
+// The ingest deleted `files` batch files, every record of them committed.
+void metrics_record_ingest_files(std::int64_t files) noexcept;
 // The ingest moved one file to the quarantine folder.
 void metrics_record_quarantine() noexcept;
 // Whether the last statement of the ingest or a run reached PostgreSQL.

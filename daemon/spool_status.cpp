@@ -64,6 +64,13 @@ SpoolScan scan_spool(const std::string &spool, const std::string &quarantine)
                 break;
             if (!ks_spool_is_batch_name(de->d_name))
                 continue;
+            // Regular files only, as the ingest takes them (a stray folder or link is not one).
+            struct stat es;
+            if (de->d_type != DT_REG &&
+                (de->d_type != DT_UNKNOWN ||
+                 ::fstatat(::dirfd(d.get()), de->d_name, &es, AT_SYMLINK_NOFOLLOW) != 0 ||
+                 !S_ISREG(es.st_mode)))
+                continue;
             ++s.files;
             if (oldest.empty() || std::strcmp(de->d_name, oldest.c_str()) < 0)
                 oldest = de->d_name;

@@ -14,7 +14,7 @@ namespace keystone {
 struct SpoolScan {
     bool spool_ok = false;            // the spool folder could be listed
     int spool_errno = 0;              // why not
-    std::int64_t files = 0;           // batch files (ks_spool_is_batch_name) waiting
+    std::int64_t files = 0;           // batch files waiting (regular, ks_spool_is_batch_name)
     std::optional<double> oldest_age; // seconds since the oldest of them was written
     bool quarantine_ok = false;       // listed, or absent (created with the first file)
     std::int64_t quarantined = 0;     // files in the quarantine folder, .reason files excepted
