@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <getopt.h>
+#include <malloc.h>
 #include <string>
 #include <thread>
 
@@ -105,6 +106,15 @@ std::shared_ptr<const Config> load_valid(const std::string &path)
 
 int main(int argc, char **argv)
 {
+    // The ingest allocates and frees a transaction's rows (hundreds of KiB to tens of MiB) over
+    // and over. With glibc's defaults each such block is a fresh mmap, paid again in page faults
+    // every time; kept in the heap instead (and the heap trimmed only past 64 MiB free), a
+    // backlog of 1,000,000 records loaded in 5.3-5.7 s instead of 6.0-6.2 s (bench/ingest.sh).
+    // An environment that sets MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_ keeps its own.
+    if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr)
+        mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    if (std::getenv("MALLOC_TRIM_THRESHOLD_") == nullptr)
+        mallopt(M_TRIM_THRESHOLD, 64 << 20);
     Options opts = parse_args(argc, argv);
     std::shared_ptr<const Config> config;
     try {
