@@ -3,7 +3,6 @@
 #include "db.hpp"
 
 #include "config.hpp"
-
 #include "error.hpp"
 #include "log.hpp"
 

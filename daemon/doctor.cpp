@@ -344,11 +344,8 @@ std::optional<uid_t> check_plugin(const Config &config, std::vector<Finding> &ou
         return ctld.slurm_uid;
     }
     add(out, "plugin", "plugin stats " + path, Status::ok, facts);
-    const std::optional<std::string> version =
-        st.plugin_version.empty() ? std::nullopt : std::optional<std::string>(st.plugin_version);
-    const std::optional<std::string> slurm =
-        st.slurm_version.empty() ? std::nullopt : std::optional<std::string>(st.slurm_version);
-    if (!version || !slurm) {
+    const std::string &version = st.plugin_version, &slurm = st.slurm_version;
+    if (version.empty() || slurm.empty()) {
         add(out, "plugin", "jobcomp/keystone version" + c, Status::warning,
             "the running plugin does not report its version (older than keystone-slurm " +
                 std::string(PACKAGE_VERSION) + ")",
@@ -357,16 +354,16 @@ std::optional<uid_t> check_plugin(const Config &config, std::vector<Finding> &ou
         return ctld.slurm_uid;
     }
     add(out, "plugin", "jobcomp/keystone version" + c,
-        *version == PACKAGE_VERSION ? Status::ok : Status::error,
-        "plugin " + *version + ", keystonectl " + PACKAGE_VERSION,
-        *version == PACKAGE_VERSION ? ""
+        version == PACKAGE_VERSION ? Status::ok : Status::error,
+        "plugin " + version + ", keystonectl " + PACKAGE_VERSION,
+        version == PACKAGE_VERSION ? ""
                                     : "install the jobcomp/keystone plugin of keystone-slurm " +
                                           std::string(PACKAGE_VERSION) + " (or keystoned of " +
-                                          *version + ") and restart slurmctld");
+                                          version + ") and restart slurmctld");
     add(out, "plugin", "jobcomp/keystone Slurm version" + c,
-        *slurm == ctld.version ? Status::ok : Status::error,
-        "built for Slurm " + *slurm + ", slurmctld is " + ctld.version,
-        *slurm == ctld.version ? ""
+        slurm == ctld.version ? Status::ok : Status::error,
+        "built for Slurm " + slurm + ", slurmctld is " + ctld.version,
+        slurm == ctld.version ? ""
                                : "rebuild the plugin against the source of Slurm " + ctld.version +
                                      " (scripts/fetch-slurm-source.sh, configure "
                                      "--with-slurm-source) and restart slurmctld");

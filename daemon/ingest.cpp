@@ -177,9 +177,7 @@ std::size_t share_of(std::uint32_t job_id, std::size_t shares)
 struct ParsedFile {
     enum class Status { ok, invalid, transient, gone };
     Status status = Status::ok;
-    std::string name;
     std::vector<std::vector<JobRow>> shares; // [connection]: its rows, in file order
-    std::size_t records = 0;
     std::string error; // invalid / transient: why (names the file, record and line)
 };
 
@@ -187,7 +185,6 @@ ParsedFile parse_file(const std::string &dir, const std::string &name, IdNames &
                       SpoolReader &reader, std::size_t nshares)
 {
     ParsedFile pf;
-    pf.name = name;
     pf.shares.resize(nshares);
     const std::string path = dir + "/" + name;
     auto add = [&](const ks_record &r) {
@@ -205,11 +202,8 @@ ParsedFile parse_file(const std::string &dir, const std::string &name, IdNames &
         add(r);
         return true;
     });
-    if (fast) {
-        for (const auto &share : pf.shares)
-            pf.records += share.size();
+    if (fast)
         return pf;
-    }
     for (auto &share : pf.shares)
         share.clear();
     ks_record *raw = nullptr;
@@ -242,7 +236,6 @@ ParsedFile parse_file(const std::string &dir, const std::string &name, IdNames &
     }
     for (std::size_t i = 0; i < n; ++i)
         add(recs.get()[i]);
-    pf.records = n;
     return pf;
 }
 
@@ -530,9 +523,15 @@ struct Ingester::Connection {
 
 // One pass: the files in name order until they are released, and what was deleted.
 struct Ingester::Pass {
-    Pass(const Config &c, int fd) : config(c), spool_fd(fd) {}
+    Pass(const Config &c, int fd, std::size_t n)
+        : config(c), spool_fd(fd), files(n),
+          max_records(static_cast<std::size_t>(std::max(c.ingest_max_records, 1)))
+    {
+    }
     const Config &config;
     const int spool_fd;
+    const std::size_t files;       // listed for the pass
+    const std::size_t max_records; // per transaction (KEYSTONED_INGEST_MAX_RECORDS)
     std::mutex mutex;                              // guards `order` and `deleted`
     std::deque<std::shared_ptr<FileTicket>> order; // not yet released, in name order
     std::int64_t deleted = 0;
@@ -596,12 +595,10 @@ IngestTotals Ingester::run_pass(const Config &config)
     if (names.empty() && m_pending.empty())
         return totals;
 
-    const std::size_t max_records =
-        static_cast<std::size_t>(std::max(config.ingest_max_records, 1));
-    Pass pass(config, spool.get());
+    Pass pass(config, spool.get(), names.size());
     std::vector<std::unique_ptr<PartQueue>> queues;
     for (std::size_t i = 0; i < nconn; ++i)
-        queues.push_back(std::make_unique<PartQueue>(max_records));
+        queues.push_back(std::make_unique<PartQueue>(pass.max_records));
     auto abort_all = [&queues] {
         for (auto &q : queues)
             q->abort();
@@ -699,8 +696,7 @@ IngestTotals Ingester::run_pass(const Config &config)
 bool Ingester::load(Pass &pass, Connection &c, PartQueue &queue, IngestTotals &totals)
 {
     const Config &config = pass.config;
-    const std::size_t max_records =
-        static_cast<std::size_t>(std::max(config.ingest_max_records, 1));
+    const std::size_t max_records = pass.max_records;
     // A file that is not loaded (or holds no record) is done once it is handled.
     auto done_without_commit = [&](const Part &p, bool remove) {
         p.file->remove.store(remove);
@@ -744,7 +740,7 @@ bool Ingester::load(Pass &pass, Connection &c, PartQueue &queue, IngestTotals &t
         if (batch.parts.empty()) {
             // One allocation per transaction, sized as if the files left were like this one.
             const std::size_t guess = std::min<std::size_t>(
-                {max_records, p->rows.size() * 4096, std::size_t(1000000)});
+                {max_records, p->rows.size() * pass.files, std::size_t(1000000)});
             batch.rows.reserve(std::max(p->rows.size(), guess));
         }
         batch.records += p->rows.size();
